@@ -1,0 +1,111 @@
+//! The Target port: anything addressable by ARN that can be invoked with a payload (an HTTP
+//! target group, a function, a state machine, an event bus, a resource configuration's HTTPS
+//! endpoint). Each domain crate implements [`Target`] for its own resources; the binary
+//! registers them all in one [`TargetRegistry`], so a listener rule, an event-rule target and a
+//! workflow Task state all reach their target through the same code path.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, RwLock};
+
+use bytes::Bytes;
+
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Why an invocation failed, in the terms callers map to their own errors
+/// (`States.TaskFailed`, a dead-letter attribute, an HTTP status).
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum TargetError {
+    #[error("target {0} not found")]
+    NotFound(String),
+    /// The target ran and reported an error (a function error, a 5xx answer).
+    #[error("{error}: {cause}")]
+    Failed { error: String, cause: String },
+    #[error("target {0} timed out")]
+    Timeout(String),
+    #[error("target unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// Something that can be invoked by ARN.
+pub trait Target: Send + Sync {
+    fn arn(&self) -> &str;
+
+    /// Invokes the target with a JSON (or opaque) payload and returns its answer.
+    fn invoke(&self, payload: Bytes) -> BoxFuture<'static, Result<Bytes, TargetError>>;
+}
+
+/// Every invocable resource of the running node, by ARN.
+#[derive(Default)]
+pub struct TargetRegistry {
+    targets: RwLock<HashMap<String, Arc<dyn Target>>>,
+}
+
+// === impl TargetRegistry ===
+
+impl TargetRegistry {
+    pub fn register(&self, target: Arc<dyn Target>) {
+        let arn = target.arn().to_string();
+        self.write().insert(arn, target);
+    }
+
+    pub fn unregister(&self, arn: &str) {
+        self.write().remove(arn);
+    }
+
+    pub fn get(&self, arn: &str) -> Option<Arc<dyn Target>> {
+        self.targets
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(arn)
+            .cloned()
+    }
+
+    /// Invokes the target registered under `arn`.
+    pub async fn invoke(&self, arn: &str, payload: Bytes) -> Result<Bytes, TargetError> {
+        let target = self
+            .get(arn)
+            .ok_or_else(|| TargetError::NotFound(arn.to_string()))?;
+        target.invoke(payload).await
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<String, Arc<dyn Target>>> {
+        self.targets.write().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Echo;
+
+    impl Target for Echo {
+        fn arn(&self) -> &str {
+            "arn:aws:lambda:us-east-1:000000000000:function:echo"
+        }
+        fn invoke(&self, payload: Bytes) -> BoxFuture<'static, Result<Bytes, TargetError>> {
+            Box::pin(async move { Ok(payload) })
+        }
+    }
+
+    #[test]
+    fn registry_invokes_by_arn() {
+        let reg = TargetRegistry::default();
+        reg.register(Arc::new(Echo));
+        let fut = reg.invoke(
+            "arn:aws:lambda:us-east-1:000000000000:function:echo",
+            Bytes::from_static(b"{}"),
+        );
+        // A ready future: poll it once without a runtime.
+        let waker = std::task::Waker::noop();
+        let mut cx = std::task::Context::from_waker(waker);
+        let mut fut = Box::pin(fut);
+        match fut.as_mut().poll(&mut cx) {
+            std::task::Poll::Ready(r) => assert_eq!(r.unwrap(), Bytes::from_static(b"{}")),
+            std::task::Poll::Pending => panic!("echo should be ready"),
+        }
+        assert!(reg.get("arn:nope").is_none());
+    }
+}
