@@ -29,7 +29,9 @@ mod tests {
     fn ids_have_the_aws_shape() {
         let id = new_id("svc");
         assert_eq!(id.len(), 21);
-        assert!(id[4..].chars().all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()));
+        assert!(id[4..]
+            .chars()
+            .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()));
         assert_eq!(id_of("arn:aws:vpc-lattice:r:1:service/svc-1"), "svc-1");
         assert_eq!(id_of("svc-1"), "svc-1");
     }

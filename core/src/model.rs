@@ -147,7 +147,8 @@ impl ServiceModel {
                     .map(|s| {
                         if let Some(l) = s.strip_prefix('{').and_then(|s| s.strip_suffix("+}")) {
                             Segment::Greedy(l.to_string())
-                        } else if let Some(l) = s.strip_prefix('{').and_then(|s| s.strip_suffix('}'))
+                        } else if let Some(l) =
+                            s.strip_prefix('{').and_then(|s| s.strip_suffix('}'))
                         {
                             Segment::Label(l.to_string())
                         } else {
@@ -291,8 +292,7 @@ impl ServiceModel {
                     let prefix = m.location_name.to_ascii_lowercase();
                     let mut map = Map::new();
                     for (k, v) in req.headers {
-                        if let (Some(rest), Ok(v)) =
-                            (k.as_str().strip_prefix(&prefix), v.to_str())
+                        if let (Some(rest), Ok(v)) = (k.as_str().strip_prefix(&prefix), v.to_str())
                         {
                             map.insert(rest.to_string(), Value::String(v.to_string()));
                         }
@@ -448,7 +448,12 @@ impl ServiceModel {
                 };
                 check_len(obj.len() as f64, *min, *max, &mut err);
                 for (k, v) in obj {
-                    self.check(key, &Value::String(k.clone()), &format!("{path}.key"), errors);
+                    self.check(
+                        key,
+                        &Value::String(k.clone()),
+                        &format!("{path}.key"),
+                        errors,
+                    );
                     self.check(vshape, v, &format!("{path}.{k}"), errors);
                 }
             }
@@ -530,7 +535,9 @@ impl ServiceModel {
                 } else {
                     format!("^(?:{p})$")
                 };
-                fancy_regex::Regex::new(&anchored).ok().map(std::sync::Arc::new)
+                fancy_regex::Regex::new(&anchored)
+                    .ok()
+                    .map(std::sync::Arc::new)
             })
             .clone()
     }
@@ -786,7 +793,9 @@ fn check_len(n: f64, min: Option<f64>, max: Option<f64>, err: &mut impl FnMut(St
     }
     if let Some(max) = max {
         if n > max {
-            err(format!("Member must have length less than or equal to {max}"));
+            err(format!(
+                "Member must have length less than or equal to {max}"
+            ));
         }
     }
 }
@@ -893,7 +902,9 @@ mod tests {
     #[test]
     fn routes_by_method_and_path() {
         let m = lattice();
-        let (op, labels) = m.route("GET", "/services/svc-0123456789abcdef0", None).unwrap();
+        let (op, labels) = m
+            .route("GET", "/services/svc-0123456789abcdef0", None)
+            .unwrap();
         assert_eq!(op.name, "GetService");
         assert_eq!(labels["serviceIdentifier"], "svc-0123456789abcdef0");
         let (op, _) = m.route("POST", "/services", None).unwrap();
@@ -933,15 +944,25 @@ mod tests {
     fn unions_need_exactly_one_member() {
         let m = lattice();
         let err = m
-            .validate("RuleAction", &json!({"forward": {"targetGroups": []}, "fixedResponse": {"statusCode": 404}}))
+            .validate(
+                "RuleAction",
+                &json!({"forward": {"targetGroups": []}, "fixedResponse": {"statusCode": 404}}),
+            )
             .unwrap_err();
-        assert!(err.message.contains("exactly one member"), "{}", err.message);
+        assert!(
+            err.message.contains("exactly one member"),
+            "{}",
+            err.message
+        );
     }
 
     #[test]
     fn base64_round_trips() {
         for s in ["", "f", "fo", "foo", "foob", "fooba", "foobar"] {
-            assert_eq!(base64_decode(&base64_encode(s.as_bytes())).unwrap(), s.as_bytes());
+            assert_eq!(
+                base64_decode(&base64_encode(s.as_bytes())).unwrap(),
+                s.as_bytes()
+            );
         }
         assert_eq!(base64_encode(b"foobar"), "Zm9vYmFy");
         assert_eq!(base64_encode(b"fo"), "Zm8=");

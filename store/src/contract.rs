@@ -7,7 +7,11 @@ use crate::{Store, Write};
 
 /// Writes, reads, lists, deletes and checks atomicity and revisions.
 pub async fn run(store: &dyn Store) {
-    assert_eq!(store.revision().await.unwrap(), 0, "a new store starts at revision 0");
+    assert_eq!(
+        store.revision().await.unwrap(),
+        0,
+        "a new store starts at revision 0"
+    );
     assert_eq!(store.get("service", "svc-1").await.unwrap(), None);
 
     let r1 = store
@@ -48,7 +52,10 @@ pub async fn run(store: &dyn Store) {
 
     // Documents keep their JSON exactly, including nesting, unicode and large numbers.
     let doc = json!({"nested": {"list": [1, 2.5, "x", null, true]}, "u": "ünï", "big": 9_007_199_254_740_993_u64});
-    store.commit(vec![Write::put("misc", "d", doc.clone())]).await.unwrap();
+    store
+        .commit(vec![Write::put("misc", "d", doc.clone())])
+        .await
+        .unwrap();
     assert_eq!(store.get("misc", "d").await.unwrap(), Some(doc));
     assert_eq!(store.revision().await.unwrap(), 3);
 }

@@ -42,11 +42,15 @@ pub enum StoreError {
 
 /// A document store with atomic, durable batches.
 pub trait Store: Send + Sync {
-    fn get<'a>(&'a self, kind: &'a str, id: &'a str)
-        -> BoxFuture<'a, Result<Option<Value>, StoreError>>;
+    fn get<'a>(
+        &'a self,
+        kind: &'a str,
+        id: &'a str,
+    ) -> BoxFuture<'a, Result<Option<Value>, StoreError>>;
 
     /// Every document of a kind, ordered by id.
-    fn list<'a>(&'a self, kind: &'a str) -> BoxFuture<'a, Result<Vec<(String, Value)>, StoreError>>;
+    fn list<'a>(&'a self, kind: &'a str)
+        -> BoxFuture<'a, Result<Vec<(String, Value)>, StoreError>>;
 
     /// Applies every write or none, durably, and returns the store's new revision.
     fn commit(&self, writes: Vec<Write>) -> BoxFuture<'_, Result<u64, StoreError>>;
@@ -78,7 +82,9 @@ pub fn open(url: Option<&str>, data_dir: &Path) -> Result<Arc<dyn Store>, StoreE
     match url {
         None | Some("") => {
             std::fs::create_dir_all(data_dir)?;
-            Ok(Arc::new(sqlite::SqliteStore::open(&data_dir.join("trellis.db"))?))
+            Ok(Arc::new(sqlite::SqliteStore::open(
+                &data_dir.join("trellis.db"),
+            )?))
         }
         Some(u) if u.starts_with("sqlite://") => {
             let path = Path::new(&u["sqlite://".len()..]);

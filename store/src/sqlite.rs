@@ -11,8 +11,7 @@ use serde_json::Value;
 use crate::{BoxFuture, Store, StoreError, Write};
 
 /// Schema versions, applied in order; `PRAGMA user_version` records how many have run.
-const MIGRATIONS: &[&str] = &[
-    "CREATE TABLE docs (
+const MIGRATIONS: &[&str] = &["CREATE TABLE docs (
         kind TEXT NOT NULL,
         id   TEXT NOT NULL,
         doc  TEXT NOT NULL,
@@ -20,8 +19,7 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (kind, id)
     ) WITHOUT ROWID;
     CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
-    INSERT INTO meta (key, value) VALUES ('revision', 0);",
-];
+    INSERT INTO meta (key, value) VALUES ('revision', 0);"];
 
 pub struct SqliteStore {
     conn: Arc<Mutex<Connection>>,
@@ -101,7 +99,8 @@ impl Store for SqliteStore {
     ) -> BoxFuture<'a, Result<Vec<(String, Value)>, StoreError>> {
         let k = kind.to_string();
         Box::pin(self.run(move |c| {
-            let mut stmt = c.prepare_cached("SELECT id, doc FROM docs WHERE kind = ?1 ORDER BY id")?;
+            let mut stmt =
+                c.prepare_cached("SELECT id, doc FROM docs WHERE kind = ?1 ORDER BY id")?;
             let rows = stmt.query_map(params![k], |r| {
                 Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
             })?;
@@ -148,7 +147,9 @@ impl Store for SqliteStore {
     fn revision(&self) -> BoxFuture<'_, Result<u64, StoreError>> {
         Box::pin(self.run(|c| {
             let rev: i64 =
-                c.query_row("SELECT value FROM meta WHERE key = 'revision'", [], |r| r.get(0))?;
+                c.query_row("SELECT value FROM meta WHERE key = 'revision'", [], |r| {
+                    r.get(0)
+                })?;
             Ok(rev as u64)
         }))
     }

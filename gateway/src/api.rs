@@ -1,0 +1,182 @@
+//! The AWS-compatible API listener (`--api`). One port serves every service in its own
+//! protocol: requests with `X-Amz-Target` go to the JSON 1.0/1.1 services (EventBridge, Step
+//! Functions) by prefix, the others to the rest-json services (VPC Lattice, Lambda) by path.
+//! Beside them: `GET /health`, `GET /metrics` (Prometheus), and Trellis's own
+//! `POST /trellis/config` (what `trellis apply` sends). Any credentials are accepted for now.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{header, HeaderValue, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use trellis_core::model::HttpRequest;
+use trellis_core::ApiError;
+
+use crate::controller::Controller;
+
+/// Largest API request body accepted (Lambda zips are the largest legitimate ones).
+const MAX_BODY: usize = 70 * 1024 * 1024;
+
+pub struct Api {
+    pub lattice: Arc<Controller>,
+}
+
+type Resp = Response<Full<Bytes>>;
+
+// === impl Api ===
+
+impl Api {
+    pub async fn serve(
+        self: Arc<Self>,
+        listener: TcpListener,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
+        let graceful = GracefulShutdown::new();
+        let builder = auto::Builder::new(TokioExecutor::new());
+        loop {
+            tokio::select! {
+                accepted = listener.accept() => {
+                    let Ok((stream, _)) = accepted else { continue };
+                    let _ = stream.set_nodelay(true);
+                    let api = self.clone();
+                    let svc = service_fn(move |req| {
+                        let api = api.clone();
+                        async move { Ok::<_, Infallible>(api.handle(req).await) }
+                    });
+                    let conn = builder.serve_connection(TokioIo::new(stream), svc).into_owned();
+                    tokio::spawn(graceful.watch(conn));
+                }
+                _ = shutdown.changed() => break,
+            }
+        }
+        drop(listener);
+        let _ = tokio::time::timeout(crate::dataplane::server::DRAIN, graceful.shutdown()).await;
+    }
+
+    pub async fn handle(&self, req: Request<Incoming>) -> Resp {
+        let (parts, body) = req.into_parts();
+        let body = match Limited::new(body, MAX_BODY).collect().await {
+            Ok(b) => b.to_bytes(),
+            Err(_) => {
+                return rest_error(&ApiError::new(
+                    "RequestEntityTooLargeException",
+                    413,
+                    "request body too large",
+                ))
+            }
+        };
+        let path = parts.uri.path();
+        match (parts.method.as_str(), path) {
+            ("GET", "/health") => return json(StatusCode::OK, br#"{"status":"ok"}"#.to_vec()),
+            ("GET", "/metrics") => {
+                let mut r = Response::new(Full::new(Bytes::from(
+                    self.lattice.dataplane.metrics.render(),
+                )));
+                r.headers_mut().insert(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("text/plain; version=0.0.4"),
+                );
+                return r;
+            }
+            ("POST", "/trellis/config") => return self.apply_config(&body).await,
+            _ => {}
+        }
+        if let Some(target) = parts.headers.get("x-amz-target") {
+            let target = target.to_str().unwrap_or_default();
+            let err = ApiError::new(
+                "UnknownOperationException",
+                400,
+                format!("operation {target} is not served by Trellis yet"),
+            );
+            return json_error(&err);
+        }
+        let model = &self.lattice.model;
+        let Some((op, labels)) = model.route(parts.method.as_str(), path, parts.uri.query()) else {
+            return rest_error(&ApiError::unknown_operation(&format!(
+                "{} {}",
+                parts.method, path
+            )));
+        };
+        let http_req = HttpRequest {
+            method: parts.method.as_str(),
+            path,
+            query: parts.uri.query(),
+            headers: &parts.headers,
+            body: &body,
+        };
+        let input = match model.rest_input(op, &labels, &http_req) {
+            Ok(i) => i,
+            Err(e) => return rest_error(&e),
+        };
+        match self.lattice.call(&op.name, input).await {
+            Ok(output) => {
+                let out = model.rest_output(op, output);
+                let mut r = Response::new(Full::new(Bytes::from(out.body)));
+                *r.status_mut() = StatusCode::from_u16(out.status).unwrap_or(StatusCode::OK);
+                r.headers_mut().insert(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/json"),
+                );
+                for (k, v) in out.headers {
+                    if let (Ok(k), Ok(v)) = (
+                        http::HeaderName::from_bytes(k.as_bytes()),
+                        HeaderValue::from_str(&v),
+                    ) {
+                        r.headers_mut().insert(k, v);
+                    }
+                }
+                r
+            }
+            Err(e) => rest_error(&e),
+        }
+    }
+
+    async fn apply_config(&self, body: &[u8]) -> Resp {
+        let text = String::from_utf8_lossy(body);
+        match crate::config::apply_text(&self.lattice, &text).await {
+            Ok(summary) => json(StatusCode::OK, summary.to_string().into_bytes()),
+            Err(e) => rest_error(&e),
+        }
+    }
+}
+
+fn json(status: StatusCode, body: Vec<u8>) -> Resp {
+    let mut r = Response::new(Full::new(Bytes::from(body)));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    r
+}
+
+fn with_error_type(mut r: Resp, e: &ApiError) -> Resp {
+    *r.status_mut() = StatusCode::from_u16(e.status).unwrap_or(StatusCode::BAD_REQUEST);
+    if let Ok(v) = HeaderValue::from_str(&e.code) {
+        r.headers_mut().insert("x-amzn-errortype", v);
+    }
+    r
+}
+
+/// An error in the rest-json shape (Lattice, Lambda).
+pub fn rest_error(e: &ApiError) -> Resp {
+    with_error_type(json(StatusCode::BAD_REQUEST, e.rest_json_body()), e)
+}
+
+/// An error in the JSON 1.0/1.1 shape (EventBridge, Step Functions).
+pub fn json_error(e: &ApiError) -> Resp {
+    let mut r = with_error_type(json(StatusCode::BAD_REQUEST, e.json_body()), e);
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/x-amz-json-1.1"),
+    );
+    r
+}

@@ -1,0 +1,327 @@
+//! The `trellis` command: `serve` runs everything; `validate` and `apply` handle declarative
+//! config files. Every `serve` flag is also an environment variable `TRELLIS_<FLAG>`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use clap::{Parser, Subcommand};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use trellis_core::ArnContext;
+
+use crate::api::Api;
+use crate::controller::Controller;
+use crate::dataplane::{access_log::AccessLog, server, DataPlane};
+
+#[derive(Parser)]
+#[command(
+    name = "trellis",
+    version,
+    about = "Self-hosted, AWS-compatible serverless application network"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the API, the data plane and every engine.
+    Serve(ServeArgs),
+    /// Check config files without applying them; prints every error with its JSON pointer.
+    Validate {
+        /// A JSON config file or a folder of them.
+        paths: Vec<PathBuf>,
+    },
+    /// Apply a config file to a running Trellis; nothing changes if any part is invalid.
+    Apply {
+        path: PathBuf,
+        /// The API address of the running Trellis.
+        #[arg(
+            long,
+            env = "TRELLIS_ENDPOINT",
+            default_value = "http://127.0.0.1:4566"
+        )]
+        endpoint: String,
+    },
+}
+
+#[derive(clap::Args)]
+struct ServeArgs {
+    /// A JSON config file or a folder of them, applied at start and on change.
+    #[arg(long, env = "TRELLIS_CONFIG")]
+    config: Option<PathBuf>,
+    /// The embedded store's folder.
+    #[arg(long, env = "TRELLIS_DATA_DIR", default_value = "./.trellis")]
+    data_dir: PathBuf,
+    /// `sqlite://PATH` (default: the data dir's file) or `postgres://…`.
+    #[arg(long, env = "TRELLIS_STORE")]
+    store: Option<String>,
+    /// The AWS-compatible API, metrics and health.
+    #[arg(long, env = "TRELLIS_API", default_value = "127.0.0.1:4566")]
+    api: SocketAddr,
+    /// The data plane's HTTP listeners.
+    #[arg(long, env = "TRELLIS_LISTEN", default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    /// The data plane's HTTPS and TLS_PASSTHROUGH listeners.
+    #[arg(long, env = "TRELLIS_LISTEN_TLS", default_value = "127.0.0.1:8443")]
+    listen_tls: SocketAddr,
+    /// The region in every ARN.
+    #[arg(long, env = "TRELLIS_REGION", default_value = "us-east-1")]
+    region: String,
+    /// The account id in every ARN.
+    #[arg(long, env = "TRELLIS_ACCOUNT", default_value = "000000000000")]
+    account: String,
+    /// Data-plane access log: `stdout` or a file path (off when unset).
+    #[arg(long, env = "TRELLIS_ACCESS_LOG")]
+    access_log: Option<String>,
+}
+
+/// Entry point of the `trellis` binary.
+pub fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("TRELLIS_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("trellis: cannot start the runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Serve(args) => serve(args).await,
+            Command::Validate { paths } => validate(paths).await,
+            Command::Apply { path, endpoint } => apply(path, endpoint).await,
+        }
+    });
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("trellis: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let arn = ArnContext {
+        partition: "aws".into(),
+        region: args.region.clone(),
+        account: args.account.clone(),
+    };
+    let store = trellis_store::open(args.store.as_deref(), &args.data_dir)?;
+    let access_log = args
+        .access_log
+        .as_deref()
+        .map(AccessLog::open)
+        .transpose()?;
+    let dataplane = Arc::new(DataPlane::new(access_log));
+    let controller = Arc::new(Controller::load(store, arn, dataplane.clone()).await?);
+
+    let bind = |addr: SocketAddr, what: &'static str| async move {
+        TcpListener::bind(addr)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot bind {what} address {addr}: {e}"))
+    };
+    let api_listener = bind(args.api, "--api").await?;
+    let listen = bind(args.listen, "--listen").await?;
+    let listen_tls = bind(args.listen_tls, "--listen-tls").await?;
+
+    if let Some(path) = &args.config {
+        apply_file(&controller, path).await?;
+    }
+
+    let ready = ready_line(&api_listener, &listen, &listen_tls)?;
+    let (tx, rx) = watch::channel(false);
+    let api = Arc::new(Api {
+        lattice: controller.clone(),
+    });
+    let tasks = vec![
+        tokio::spawn(api.serve(api_listener, rx.clone())),
+        tokio::spawn(server::serve_plain(dataplane.clone(), listen, rx.clone())),
+        tokio::spawn(server::serve_tls(dataplane.clone(), listen_tls, rx.clone())),
+    ];
+    if let Some(path) = args.config.clone() {
+        tokio::spawn(watch_config(controller.clone(), path, rx.clone()));
+    }
+    {
+        use std::io::Write;
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "{ready}")?;
+        out.flush()?;
+    }
+
+    shutdown_signal().await;
+    tracing::info!("shutting down: draining in-flight requests");
+    let _ = tx.send(true);
+    for t in tasks {
+        let _ = t.await;
+    }
+    Ok(())
+}
+
+/// The readiness line of the fixed contract: one JSON object on stdout.
+fn ready_line(
+    api: &TcpListener,
+    listen: &TcpListener,
+    tls: &TcpListener,
+) -> anyhow::Result<String> {
+    Ok(serde_json::json!({
+        "ready": true,
+        "api": api.local_addr()?.to_string(),
+        "listen": listen.local_addr()?.to_string(),
+        "listen_tls": tls.local_addr()?.to_string(),
+    })
+    .to_string())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(t) => t,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
+
+async fn apply_file(controller: &Controller, path: &std::path::Path) -> anyhow::Result<()> {
+    let text = crate::config::read_path(path).map_err(|e| anyhow::anyhow!(e))?;
+    crate::config::apply_text(controller, &text)
+        .await
+        .map_err(|e| anyhow::anyhow!("config {}: {}", path.display(), describe(&e)))?;
+    Ok(())
+}
+
+/// Re-applies the config when a file under `path` changes (polled: portable and cheap).
+async fn watch_config(
+    controller: Arc<Controller>,
+    path: PathBuf,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut last = modified(&path);
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+            _ = shutdown.changed() => return,
+        }
+        let now = modified(&path);
+        if now != last {
+            last = now;
+            match apply_file(&controller, &path).await {
+                Ok(()) => tracing::info!(config = %path.display(), "config re-applied"),
+                Err(e) => tracing::error!("{e}"),
+            }
+        }
+    }
+}
+
+fn modified(path: &std::path::Path) -> Vec<(PathBuf, Option<SystemTime>)> {
+    let files: Vec<PathBuf> = if path.is_dir() {
+        std::fs::read_dir(path)
+            .map(|d| d.filter_map(|e| e.ok().map(|e| e.path())).collect())
+            .unwrap_or_default()
+    } else {
+        vec![path.to_path_buf()]
+    };
+    let mut v: Vec<_> = files
+        .into_iter()
+        .map(|f| {
+            let m = std::fs::metadata(&f).and_then(|m| m.modified()).ok();
+            (f, m)
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+/// An API error as lines a person reads: the summary, then one line per field.
+fn describe(e: &trellis_core::ApiError) -> String {
+    let mut out = format!("{}: {}", e.code, e.message);
+    if let Some(fields) = e.extra.get("fieldList").and_then(|f| f.as_array()) {
+        out = format!("{} error(s)", fields.len());
+        for f in fields {
+            out.push_str(&format!(
+                "\n  {}: {}",
+                f["name"].as_str().unwrap_or(""),
+                f["message"].as_str().unwrap_or("")
+            ));
+        }
+    }
+    out
+}
+
+async fn validate(paths: Vec<PathBuf>) -> anyhow::Result<()> {
+    if paths.is_empty() {
+        anyhow::bail!("name at least one config file or folder");
+    }
+    let mut failed = false;
+    for path in paths {
+        let controller = Controller::in_memory(ArnContext::default());
+        match apply_file(&controller, &path).await {
+            Ok(()) => println!("{}: ok", path.display()),
+            Err(e) => {
+                failed = true;
+                println!("{e}");
+            }
+        }
+    }
+    if failed {
+        anyhow::bail!("invalid config");
+    }
+    Ok(())
+}
+
+async fn apply(path: PathBuf, endpoint: String) -> anyhow::Result<()> {
+    use http_body_util::{BodyExt, Full};
+    let text = crate::config::read_path(&path).map_err(|e| anyhow::anyhow!(e))?;
+    let uri: http::Uri = format!("{}/trellis/config", endpoint.trim_end_matches('/')).parse()?;
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<Full<bytes::Bytes>>();
+    let req = http::Request::post(uri)
+        .header(http::header::CONTENT_TYPE, "application/json")
+        .body(Full::new(bytes::Bytes::from(text)))?;
+    let resp = client
+        .request(req)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot reach {endpoint}: {e}"))?;
+    let status = resp.status();
+    let body = resp.into_body().collect().await?.to_bytes();
+    if status.is_success() {
+        println!("{}", String::from_utf8_lossy(&body));
+        return Ok(());
+    }
+    let v: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+    let mut e = trellis_core::ApiError::new(
+        v["__type"].as_str().unwrap_or("Error"),
+        status.as_u16(),
+        v["message"].as_str().unwrap_or(""),
+    );
+    if let Some(f) = v.get("fieldList") {
+        e = e.with("fieldList", f.clone());
+    }
+    anyhow::bail!("{}: {}", path.display(), describe(&e))
+}

@@ -1,0 +1,71 @@
+//! The L7 data plane. A request goes through these phases, each a function in
+//! [`proxy`]: accept (plain or TLS, [`server`]) → route (host, port, rules: [`route`]) → auth
+//! (allows everything until the auth policies are enforced) → fault injection → target group
+//! pick (weights) → target pick (health, balancing, breaker: [`target_group`]) → upstream
+//! request with timeout and retries → response → metrics and access log.
+//! See `docs/data-plane.md` for the phase chart.
+
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use bytes::Bytes;
+use http_body_util::combinators::BoxBody;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+
+pub mod access_log;
+pub mod health;
+pub mod metrics;
+pub mod proxy;
+pub mod route;
+pub mod server;
+pub mod target_group;
+pub mod tls;
+
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+/// The body type both directions use: an upstream's or client's stream, or bytes we made.
+pub type Body = BoxBody<Bytes, BoxError>;
+
+/// Everything the hot path needs, shared by every connection.
+pub struct DataPlane {
+    pub routes: ArcSwap<route::RouteTable>,
+    pub metrics: Arc<metrics::Metrics>,
+    pub runtimes: Arc<target_group::Runtimes>,
+    pub access_log: Option<access_log::AccessLog>,
+    h1: Client<HttpConnector, Body>,
+    h2: Client<HttpConnector, Body>,
+}
+
+// === impl DataPlane ===
+
+impl DataPlane {
+    pub fn new(access_log: Option<access_log::AccessLog>) -> Self {
+        let metrics = Arc::new(metrics::Metrics::default());
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        connector.set_connect_timeout(Some(std::time::Duration::from_secs(10)));
+        let h1 = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(std::time::Duration::from_secs(60))
+            .pool_max_idle_per_host(256)
+            .build(connector.clone());
+        let h2 = Client::builder(TokioExecutor::new())
+            .http2_only(true)
+            .pool_idle_timeout(std::time::Duration::from_secs(60))
+            .build(connector);
+        Self {
+            routes: ArcSwap::from_pointee(route::RouteTable::empty()),
+            runtimes: Arc::new(target_group::Runtimes::new(metrics.clone())),
+            metrics,
+            access_log,
+            h1,
+            h2,
+        }
+    }
+
+    /// Compiles `state` and swaps the new route table in.
+    pub fn publish(&self, state: &crate::lattice::State) {
+        let table = route::RouteTable::compile(state, &self.runtimes, &self.metrics);
+        self.routes.store(Arc::new(table));
+    }
+}

@@ -1,0 +1,577 @@
+//! One request through the data plane, phase by phase.
+
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Method, Request, Response, StatusCode, Version};
+use http_body_util::{BodyExt, Empty, Full};
+use hyper::body::Incoming;
+
+use super::route::{Action, Resolved, RulePolicy};
+use super::target_group::{Outcome, TargetGroupRuntime, Version as UpVersion};
+use super::{Body, DataPlane};
+
+/// What the accept phase knows about the connection a request came on.
+#[derive(Debug, Clone)]
+pub struct ConnInfo {
+    pub peer: SocketAddr,
+    pub tls: bool,
+}
+
+/// Why the auth phase refused a request (filled in by the auth policies).
+pub struct Denied {
+    pub reason: String,
+}
+
+static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+static X_FORWARDED_PORT: HeaderName = HeaderName::from_static("x-forwarded-port");
+static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+static LATTICE_NETWORK: HeaderName = HeaderName::from_static("x-amzn-lattice-network");
+static LATTICE_TARGET: HeaderName = HeaderName::from_static("x-amzn-lattice-target");
+static LATTICE_IDENTITY: HeaderName = HeaderName::from_static("x-amzn-lattice-identity");
+
+/// Headers that describe one hop and are never forwarded.
+const HOP_BY_HOP: [HeaderName; 6] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::TRANSFER_ENCODING,
+    header::TRAILER,
+    header::UPGRADE,
+];
+
+/// The outcome of one request, for metrics and the access log.
+pub struct Served<'a> {
+    pub status: u16,
+    pub service_arn: Option<&'a str>,
+    pub network_arn: Option<&'a str>,
+    pub target_group_arn: Option<String>,
+    pub target: Option<String>,
+    pub auth_denied: Option<String>,
+    pub upstream_time: Option<Duration>,
+}
+
+/// The parts of a request the access log needs, taken before the request is forwarded.
+pub struct RequestSummary {
+    pub method: Method,
+    pub path: String,
+    pub version: Version,
+    pub user_agent: Option<String>,
+    pub bytes_in: Option<u64>,
+}
+
+impl RequestSummary {
+    fn of(req: &Request<Incoming>) -> Self {
+        Self {
+            method: req.method().clone(),
+            path: req.uri().path().to_string(),
+            version: req.version(),
+            user_agent: req
+                .headers()
+                .get(header::USER_AGENT)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string),
+            bytes_in: http_body::Body::size_hint(req.body()).exact(),
+        }
+    }
+}
+
+impl Served<'_> {
+    fn status(status: u16) -> Self {
+        Self {
+            status,
+            service_arn: None,
+            network_arn: None,
+            target_group_arn: None,
+            target: None,
+            auth_denied: None,
+            upstream_time: None,
+        }
+    }
+}
+
+// === impl DataPlane: the phases ===
+
+impl DataPlane {
+    pub async fn handle(
+        self: &Arc<Self>,
+        mut req: Request<Incoming>,
+        conn: &ConnInfo,
+    ) -> Response<Body> {
+        let start = Instant::now();
+        let table = self.routes.load_full();
+        let (host, port) = host_and_port(&req, conn.tls);
+        let summary = self.access_log.as_ref().map(|_| RequestSummary::of(&req));
+        let resolved = table.resolve(
+            &host,
+            port,
+            conn.tls,
+            req.method(),
+            req.uri().path(),
+            req.headers(),
+        );
+        let Some(resolved) = resolved else {
+            self.metrics
+                .unrouted_requests
+                .fetch_add(1, Ordering::Relaxed);
+            let resp = text(
+                StatusCode::NOT_FOUND,
+                "Not Found: no service listens for this host and port\n",
+            );
+            self.log(summary, conn, &host, start, &Served::status(404));
+            return resp;
+        };
+        let mut served = Served::status(0);
+        served.service_arn = Some(&resolved.service.arn);
+        served.network_arn = resolved.service.network_arn.as_deref();
+
+        let resp = if let Err(denied) = authorize(&req, &resolved) {
+            served.auth_denied = Some(denied.reason);
+            text(
+                StatusCode::FORBIDDEN,
+                "AccessDeniedException: not authorized\n",
+            )
+        } else if let Some(resp) = inject_fault(resolved.policy).await {
+            resp
+        } else {
+            match resolved.action {
+                Action::Fixed(code) => {
+                    empty(StatusCode::from_u16(*code).unwrap_or(StatusCode::SERVICE_UNAVAILABLE))
+                }
+                Action::Forward(groups) => {
+                    let tg = groups.pick().clone();
+                    let upgrade = wants_upgrade(&req).then(|| hyper::upgrade::on(&mut req));
+                    let (resp, target, took) =
+                        self.forward(req, &tg, &resolved, conn, port, upgrade).await;
+                    served.target_group_arn = Some(tg.arn.clone());
+                    served.target = target;
+                    served.upstream_time = took;
+                    resp
+                }
+            }
+        };
+        served.status = resp.status().as_u16();
+        resolved
+            .service
+            .metrics
+            .record(served.status, start.elapsed().as_micros() as u64);
+        self.log(summary, conn, &host, start, &served);
+        resp
+    }
+
+    fn log(
+        &self,
+        summary: Option<RequestSummary>,
+        conn: &ConnInfo,
+        host: &str,
+        start: Instant,
+        served: &Served<'_>,
+    ) {
+        if let (Some(log), Some(summary)) = (&self.access_log, summary) {
+            log.write(&super::access_log::Entry {
+                summary,
+                conn,
+                host,
+                start,
+                served,
+            });
+        }
+    }
+
+    /// Sends the request to a target of `tg`, with the rule's timeout and retries.
+    async fn forward(
+        &self,
+        req: Request<Incoming>,
+        tg: &Arc<TargetGroupRuntime>,
+        resolved: &Resolved<'_>,
+        conn: &ConnInfo,
+        listener_port: u16,
+        client_upgrade: Option<hyper::upgrade::OnUpgrade>,
+    ) -> (Response<Body>, Option<String>, Option<Duration>) {
+        if tg.kind != "IP" && tg.kind != "INSTANCE" {
+            // LAMBDA and WASM target groups are served by the functions engine once it is wired.
+            return (
+                text(
+                    StatusCode::BAD_GATEWAY,
+                    "target group type not served yet\n",
+                ),
+                None,
+                None,
+            );
+        }
+        if tg.in_flight.load(Ordering::Relaxed) >= tg.breaker.max_requests {
+            tg.metrics.overflows.fetch_add(1, Ordering::Relaxed);
+            return (
+                text(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "Service Unavailable: circuit breaker open\n",
+                ),
+                None,
+                None,
+            );
+        }
+        let (parts, body) = req.into_parts();
+        let policy = resolved.policy;
+        // Only requests that can be sent again unchanged are retried: idempotent, no body.
+        let retriable = is_idempotent(&parts.method)
+            && http_body::Body::is_end_stream(&body)
+            && client_upgrade.is_none();
+        let attempts = if retriable { policy.retries + 1 } else { 1 };
+        let mut body = Some(body);
+        let headers = forwarded_headers(
+            &parts.headers,
+            conn,
+            listener_port,
+            resolved,
+            tg,
+            client_upgrade.is_some(),
+        );
+        let mut last: Option<(Response<Body>, Option<String>, Option<Duration>)> = None;
+
+        for attempt in 0..attempts {
+            let Some(ep) = tg.pick() else {
+                return (
+                    text(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "Service Unavailable: no healthy target\n",
+                    ),
+                    None,
+                    None,
+                );
+            };
+            if attempt > 0 {
+                tg.metrics.retries.fetch_add(1, Ordering::Relaxed);
+            }
+            let version = if tg.version == UpVersion::Http1 {
+                Version::HTTP_11
+            } else {
+                Version::HTTP_2
+            };
+            let pq = parts
+                .uri
+                .path_and_query()
+                .map(|p| p.as_str())
+                .unwrap_or("/");
+            let uri = format!("http://{}{}", ep.authority, pq);
+            let up_body: Body = match body.take() {
+                Some(b) => b.map_err(Into::into).boxed(),
+                None => Empty::new().map_err(|never| match never {}).boxed(),
+            };
+            let mut up = Request::new(up_body);
+            *up.method_mut() = parts.method.clone();
+            *up.uri_mut() = match uri.parse() {
+                Ok(u) => u,
+                Err(_) => {
+                    return (
+                        text(StatusCode::BAD_REQUEST, "Bad Request: invalid path\n"),
+                        None,
+                        None,
+                    )
+                }
+            };
+            *up.version_mut() = version;
+            *up.headers_mut() = headers.clone();
+
+            let client = if tg.version == UpVersion::Http1 {
+                &self.h1
+            } else {
+                &self.h2
+            };
+            ep.outstanding.fetch_add(1, Ordering::Relaxed);
+            tg.in_flight.fetch_add(1, Ordering::Relaxed);
+            tg.metrics.requests.fetch_add(1, Ordering::Relaxed);
+            let sent = Instant::now();
+            let result = match policy.timeout_ms {
+                Some(ms) => tokio::time::timeout(Duration::from_millis(ms), client.request(up))
+                    .await
+                    .ok(),
+                None => Some(client.request(up).await),
+            };
+            ep.outstanding.fetch_sub(1, Ordering::Relaxed);
+            tg.in_flight.fetch_sub(1, Ordering::Relaxed);
+            let target = Some(ep.authority.clone());
+            let took = Some(sent.elapsed());
+            match result {
+                None => {
+                    tg.metrics.timeouts.fetch_add(1, Ordering::Relaxed);
+                    tg.observe(ep, Outcome::Status5xx);
+                    last = Some((
+                        text(
+                            StatusCode::GATEWAY_TIMEOUT,
+                            "Gateway Timeout: the target did not answer in time\n",
+                        ),
+                        target,
+                        took,
+                    ));
+                }
+                Some(Err(e)) => {
+                    tg.metrics.connect_errors.fetch_add(1, Ordering::Relaxed);
+                    tg.observe(ep, Outcome::ConnectError);
+                    tracing::debug!(target = %ep.authority, error = %e, "upstream request failed");
+                    last = Some((
+                        text(
+                            StatusCode::BAD_GATEWAY,
+                            "Bad Gateway: the target refused or reset the connection\n",
+                        ),
+                        target,
+                        took,
+                    ));
+                }
+                Some(Ok(mut resp)) => {
+                    let status = resp.status();
+                    tg.observe(
+                        ep,
+                        if status.is_server_error() {
+                            Outcome::Status5xx
+                        } else {
+                            Outcome::Ok
+                        },
+                    );
+                    let retry = matches!(status.as_u16(), 502..=504) && attempt + 1 < attempts;
+                    if !retry {
+                        if status == StatusCode::SWITCHING_PROTOCOLS {
+                            if let Some(client_up) = client_upgrade {
+                                let upstream_up = hyper::upgrade::on(&mut resp);
+                                tokio::spawn(tunnel(client_up, upstream_up));
+                            }
+                            let (mut p, _) = resp.into_parts();
+                            strip_hop_by_hop(&mut p.headers, true);
+                            return (Response::from_parts(p, empty_body()), target, took);
+                        }
+                        let (mut p, b) = resp.into_parts();
+                        strip_hop_by_hop(&mut p.headers, false);
+                        return (
+                            Response::from_parts(p, b.map_err(Into::into).boxed()),
+                            target,
+                            took,
+                        );
+                    }
+                    last = Some((
+                        Response::from_parts(resp.into_parts().0, empty_body()),
+                        target,
+                        took,
+                    ));
+                }
+            }
+        }
+        last.unwrap_or_else(|| (text(StatusCode::BAD_GATEWAY, "Bad Gateway\n"), None, None))
+    }
+}
+
+/// The auth phase. Auth policies fill this in; until then every request is allowed.
+fn authorize(_req: &Request<Incoming>, _resolved: &Resolved<'_>) -> Result<(), Denied> {
+    Ok(())
+}
+
+/// Fault injection (a Trellis extension on rules): delay some requests, abort some.
+async fn inject_fault(policy: &RulePolicy) -> Option<Response<Body>> {
+    if policy.fault_delay_ms > 0 && fastrand::f64() * 100.0 < policy.fault_delay_percent {
+        tokio::time::sleep(Duration::from_millis(policy.fault_delay_ms)).await;
+    }
+    if policy.fault_abort_status > 0 && fastrand::f64() * 100.0 < policy.fault_abort_percent {
+        let status = StatusCode::from_u16(policy.fault_abort_status)
+            .unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
+        return Some(text(status, "fault injected\n"));
+    }
+    None
+}
+
+/// The request headers a target receives: the client's, less hop-by-hop headers and any
+/// Lattice headers the client tried to set, plus the Lattice and forwarding headers.
+fn forwarded_headers(
+    incoming: &HeaderMap,
+    conn: &ConnInfo,
+    listener_port: u16,
+    resolved: &Resolved<'_>,
+    tg: &TargetGroupRuntime,
+    upgrade: bool,
+) -> HeaderMap {
+    let mut h = HeaderMap::with_capacity(incoming.len() + 6);
+    for (k, v) in incoming {
+        let name = k.as_str();
+        if name.starts_with("x-amzn-lattice-")
+            || name == "x-forwarded-port"
+            || name == "x-forwarded-proto"
+        {
+            continue;
+        }
+        h.append(k.clone(), v.clone());
+    }
+    strip_hop_by_hop(&mut h, upgrade);
+    if upgrade {
+        h.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    }
+    let ip = conn.peer.ip().to_string();
+    let xff = match incoming.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
+        Some(prev) => format!("{prev}, {ip}"),
+        None => ip,
+    };
+    if let Ok(v) = HeaderValue::from_str(&xff) {
+        h.insert(X_FORWARDED_FOR.clone(), v);
+    }
+    h.insert(X_FORWARDED_PORT.clone(), HeaderValue::from(listener_port));
+    h.insert(
+        X_FORWARDED_PROTO.clone(),
+        HeaderValue::from_static(if conn.tls { "https" } else { "http" }),
+    );
+    let network = match &resolved.service.network_arn {
+        Some(n) => format!("ServiceNetworkArn={n}"),
+        None => "SourceVpcArn=".to_string(),
+    };
+    if let Ok(v) = HeaderValue::from_str(&network) {
+        h.insert(LATTICE_NETWORK.clone(), v);
+    }
+    let target = format!(
+        "ServiceArn={}; ServiceNetworkArn={}; TargetGroupArn={}",
+        resolved.service.arn,
+        resolved.service.network_arn.as_deref().unwrap_or(""),
+        tg.arn
+    );
+    if let Ok(v) = HeaderValue::from_str(&target) {
+        h.insert(LATTICE_TARGET.clone(), v);
+    }
+    h.insert(
+        LATTICE_IDENTITY.clone(),
+        HeaderValue::from_static("Principal=Anonymous"),
+    );
+    h
+}
+
+fn strip_hop_by_hop(h: &mut HeaderMap, keep_upgrade: bool) {
+    // Headers named in Connection are hop-by-hop too.
+    let named: Vec<HeaderName> = h
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
+        .collect();
+    for n in named {
+        if !(keep_upgrade && n == header::UPGRADE) {
+            h.remove(n);
+        }
+    }
+    for n in &HOP_BY_HOP {
+        if keep_upgrade && (n == header::UPGRADE || n == header::CONNECTION) {
+            continue;
+        }
+        h.remove(n);
+    }
+    // `te` only survives as `trailers`, which gRPC needs.
+    if h.get(header::TE).is_some_and(|v| v != "trailers") {
+        h.remove(header::TE);
+    }
+}
+
+fn wants_upgrade(req: &Request<Incoming>) -> bool {
+    req.version() == Version::HTTP_11 && req.headers().contains_key(header::UPGRADE)
+}
+
+async fn tunnel(client: hyper::upgrade::OnUpgrade, upstream: hyper::upgrade::OnUpgrade) {
+    let (Ok(c), Ok(u)) = (client.await, upstream.await) else {
+        return;
+    };
+    let mut c = hyper_util::rt::TokioIo::new(c);
+    let mut u = hyper_util::rt::TokioIo::new(u);
+    let _ = tokio::io::copy_bidirectional(&mut c, &mut u).await;
+}
+
+fn is_idempotent(m: &Method) -> bool {
+    matches!(
+        *m,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE | Method::TRACE
+    )
+}
+
+/// The host (lowercase, without port) and the listener port a request addresses.
+fn host_and_port(req: &Request<Incoming>, tls: bool) -> (String, u16) {
+    let default = if tls { 443 } else { 80 };
+    let authority = req
+        .uri()
+        .authority()
+        .map(|a| a.as_str())
+        .or_else(|| {
+            req.headers()
+                .get(header::HOST)
+                .and_then(|h| h.to_str().ok())
+        })
+        .unwrap_or("");
+    split_host_port(authority, default)
+}
+
+pub fn split_host_port(authority: &str, default: u16) -> (String, u16) {
+    let authority = authority.rsplit('@').next().unwrap_or(authority);
+    if let Some(rest) = authority.strip_prefix('[') {
+        // [v6]:port
+        let (host, after) = rest.split_once(']').unwrap_or((rest, ""));
+        let port = after
+            .strip_prefix(':')
+            .and_then(|p| p.parse().ok())
+            .unwrap_or(default);
+        return (host.to_ascii_lowercase(), port);
+    }
+    match authority.rsplit_once(':') {
+        Some((h, p)) if !h.contains(':') => (h.to_ascii_lowercase(), p.parse().unwrap_or(default)),
+        _ => (authority.to_ascii_lowercase(), default),
+    }
+}
+
+fn empty_body() -> Body {
+    Empty::new().map_err(|never| match never {}).boxed()
+}
+
+fn empty(status: StatusCode) -> Response<Body> {
+    let mut r = Response::new(empty_body());
+    *r.status_mut() = status;
+    r
+}
+
+pub fn text(status: StatusCode, body: &'static str) -> Response<Body> {
+    let mut r = Response::new(
+        Full::new(Bytes::from_static(body.as_bytes()))
+            .map_err(|never| match never {})
+            .boxed(),
+    );
+    *r.status_mut() = status;
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+    r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_and_port_forms() {
+        assert_eq!(
+            split_host_port("Svc.Example.com", 80),
+            ("svc.example.com".into(), 80)
+        );
+        assert_eq!(split_host_port("svc:8081", 80), ("svc".into(), 8081));
+        assert_eq!(split_host_port("[::1]:9000", 80), ("::1".into(), 9000));
+        assert_eq!(split_host_port("[::1]", 443), ("::1".into(), 443));
+    }
+
+    #[test]
+    fn hop_by_hop_headers_are_removed() {
+        let mut h = HeaderMap::new();
+        h.insert(header::CONNECTION, "close, x-private".parse().unwrap());
+        h.insert("x-private", "1".parse().unwrap());
+        h.insert(header::TE, "gzip".parse().unwrap());
+        h.insert("x-keep", "1".parse().unwrap());
+        strip_hop_by_hop(&mut h, false);
+        assert!(h.get("x-private").is_none());
+        assert!(h.get(header::CONNECTION).is_none());
+        assert!(h.get(header::TE).is_none());
+        assert!(h.get("x-keep").is_some());
+        let mut h = HeaderMap::new();
+        h.insert(header::TE, "trailers".parse().unwrap());
+        strip_hop_by_hop(&mut h, false);
+        assert_eq!(h.get(header::TE).unwrap(), "trailers");
+    }
+}
