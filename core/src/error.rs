@@ -47,7 +47,16 @@ impl ApiError {
         message.push_str(
             &fields
                 .iter()
-                .map(|f| format!("{} at '{}'", f.message, f.name))
+                .map(|f| {
+                    if f.message.starts_with("Member must") {
+                        format!(
+                            "Value at '{}' failed to satisfy constraint: {}",
+                            f.name, f.message
+                        )
+                    } else {
+                        format!("{} at '{}'", f.message, f.name)
+                    }
+                })
                 .collect::<Vec<_>>()
                 .join("; "),
         );

@@ -470,7 +470,7 @@ impl ServiceModel {
                 if let Some(values) = enumeration {
                     if !values.iter().any(|v| v == s) {
                         err(format!(
-                            "Value '{s}' failed to satisfy constraint: Member must satisfy enum value set: [{}]",
+                            "Member must satisfy enum value set: [{}]",
                             values.join(", ")
                         ));
                     }
@@ -479,7 +479,7 @@ impl ServiceModel {
                     if let Some(re) = self.pattern(p) {
                         if !re.is_match(s).unwrap_or(true) {
                             err(format!(
-                                "Value '{s}' failed to satisfy constraint: Member must satisfy regular expression pattern: {p}"
+                                "Member must satisfy regular expression pattern: {p}"
                             ));
                         }
                     }
@@ -492,14 +492,14 @@ impl ServiceModel {
                 if let Some(min) = min {
                     if n < *min {
                         err(format!(
-                            "Value '{value}' failed to satisfy constraint: Member must have value greater than or equal to {min}"
+                            "Member must have value greater than or equal to {min}"
                         ));
                     }
                 }
                 if let Some(max) = max {
                     if n > *max {
                         err(format!(
-                            "Value '{value}' failed to satisfy constraint: Member must have value less than or equal to {max}"
+                            "Member must have value less than or equal to {max}"
                         ));
                     }
                 }
