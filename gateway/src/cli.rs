@@ -84,6 +84,7 @@ pub fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("TRELLIS_LOG")
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
@@ -127,7 +128,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .as_deref()
         .map(AccessLog::open)
         .transpose()?;
-    let dataplane = Arc::new(DataPlane::new(access_log));
+    let dataplane = Arc::new(DataPlane::new(
+        access_log,
+        args.data_dir.join("certificates"),
+    ));
     let controller = Arc::new(Controller::load(store, arn, dataplane.clone()).await?);
 
     let bind = |addr: SocketAddr, what: &'static str| async move {

@@ -69,7 +69,7 @@ impl Controller {
         Self {
             model: lattice_model(),
             arn,
-            dataplane: Arc::new(DataPlane::new(None)),
+            dataplane: Arc::new(DataPlane::new(None, std::path::PathBuf::new())),
             state: ArcSwap::from_pointee(State::default()),
             write_lock: Mutex::new(()),
             store: None,

@@ -33,6 +33,8 @@ pub struct DataPlane {
     pub metrics: Arc<metrics::Metrics>,
     pub runtimes: Arc<target_group::Runtimes>,
     pub access_log: Option<access_log::AccessLog>,
+    /// Where certificates named by ARN live (`<data-dir>/certificates`).
+    pub cert_dir: std::path::PathBuf,
     h1: Client<HttpConnector, Body>,
     h2: Client<HttpConnector, Body>,
 }
@@ -40,7 +42,7 @@ pub struct DataPlane {
 // === impl DataPlane ===
 
 impl DataPlane {
-    pub fn new(access_log: Option<access_log::AccessLog>) -> Self {
+    pub fn new(access_log: Option<access_log::AccessLog>, cert_dir: std::path::PathBuf) -> Self {
         let metrics = Arc::new(metrics::Metrics::default());
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
@@ -58,6 +60,7 @@ impl DataPlane {
             runtimes: Arc::new(target_group::Runtimes::new(metrics.clone())),
             metrics,
             access_log,
+            cert_dir,
             h1,
             h2,
         }
@@ -65,7 +68,8 @@ impl DataPlane {
 
     /// Compiles `state` and swaps the new route table in.
     pub fn publish(&self, state: &crate::lattice::State) {
-        let table = route::RouteTable::compile(state, &self.runtimes, &self.metrics);
+        let table =
+            route::RouteTable::compile(state, &self.runtimes, &self.metrics, &self.cert_dir);
         self.routes.store(Arc::new(table));
     }
 }

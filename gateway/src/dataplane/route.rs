@@ -30,7 +30,7 @@ pub struct ServiceRoute {
     /// The first service network the service is associated with, for the Lattice headers.
     pub network_arn: Option<String>,
     pub listeners: Vec<ListenerRoute>,
-    /// A certificate for HTTPS listeners (`certificateArn` = `file://PEM` with cert and key).
+    /// The certificate for HTTPS listeners, from `certificateArn` (see [`super::tls`]).
     pub tls: Option<Arc<rustls::ServerConfig>>,
     pub metrics: Arc<super::metrics::ServiceMetrics>,
 }
@@ -116,7 +116,12 @@ impl RouteTable {
 
     /// Compiles the route table from the control plane's state, reusing target-group runtimes
     /// (and so their health) where the group did not change.
-    pub fn compile(state: &State, runtimes: &Runtimes, metrics: &super::metrics::Metrics) -> Self {
+    pub fn compile(
+        state: &State,
+        runtimes: &Runtimes,
+        metrics: &super::metrics::Metrics,
+        cert_dir: &std::path::Path,
+    ) -> Self {
         let tags = |arn: &Value| -> HashMap<String, String> {
             arn.as_str()
                 .and_then(|a| state.get(kind::TAGS, a))
@@ -197,9 +202,15 @@ impl RouteTable {
                 name: svc["name"].as_str().unwrap_or_default().to_string(),
                 network_arn,
                 listeners,
-                tls: svc["certificateArn"]
-                    .as_str()
-                    .and_then(|c| super::tls::load_server_config(c).ok()),
+                tls: svc["certificateArn"].as_str().and_then(|c| {
+                    match super::tls::load_server_config(cert_dir, c) {
+                        Ok(config) => Some(config),
+                        Err(e) => {
+                            tracing::error!(service = %id, "{e}");
+                            None
+                        }
+                    }
+                }),
                 metrics: metrics.service(&arn),
                 arn,
             });

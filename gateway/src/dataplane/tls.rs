@@ -14,8 +14,8 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
-    #[error("certificate reference {0:?} is not a file:// path to a PEM file")]
-    NotAFile(String),
+    #[error("certificate {0:?} is not an ACM certificate ARN (arn:aws:acm:REGION:ACCOUNT:certificate/NAME)")]
+    NotACertificateArn(String),
     #[error("reading {path}: {source}")]
     Read {
         path: String,
@@ -27,12 +27,21 @@ pub enum TlsError {
     Rustls(#[from] rustls::Error),
 }
 
-/// A server config from `file:///path.pem` (certificate chain and private key in one PEM file),
-/// offering h2 and http/1.1 by ALPN.
-pub fn load_server_config(reference: &str) -> Result<Arc<rustls::ServerConfig>, TlsError> {
-    let path = reference
-        .strip_prefix("file://")
-        .ok_or_else(|| TlsError::NotAFile(reference.to_string()))?;
+/// The server config for a service's `certificateArn`. Trellis's stand-in for ACM is a folder:
+/// `arn:aws:acm:REGION:ACCOUNT:certificate/NAME` is `CERT_DIR/NAME.pem`, holding the certificate
+/// chain and the private key. The config offers h2 and http/1.1 by ALPN.
+pub fn load_server_config(
+    cert_dir: &std::path::Path,
+    certificate_arn: &str,
+) -> Result<Arc<rustls::ServerConfig>, TlsError> {
+    let name = certificate_arn
+        .split_once(":certificate/")
+        .map(|(_, n)| n)
+        .filter(|n| !n.is_empty() && !n.contains('/') && !n.contains(".."))
+        .ok_or_else(|| TlsError::NotACertificateArn(certificate_arn.to_string()))?;
+    let path_buf = cert_dir.join(format!("{name}.pem"));
+    let path = path_buf.to_string_lossy().into_owned();
+    let path = path.as_str();
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
         .map_err(|source| TlsError::Read {
             path: path.into(),
