@@ -79,6 +79,21 @@ struct ServeArgs {
     access_log: Option<String>,
 }
 
+/// Runs a `trellis` command line (`["trellis", "serve", …]`) on the current runtime; for
+/// embedding, as the examples do.
+pub async fn run<I, T>(args: I) -> anyhow::Result<()>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    let cli = Cli::try_parse_from(args)?;
+    match cli.command {
+        Command::Serve(args) => serve(args).await,
+        Command::Validate { paths } => validate(paths).await,
+        Command::Apply { path, endpoint } => apply(path, endpoint).await,
+    }
+}
+
 /// Entry point of the `trellis` binary.
 pub fn main() -> std::process::ExitCode {
     let cli = Cli::parse();

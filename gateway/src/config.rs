@@ -315,7 +315,11 @@ impl Applier<'_, '_> {
     /// Target groups in a config's actions may be named by name; the API wants ids.
     fn resolve_action(&mut self, at: &str, action: &Value) -> Value {
         let mut action = action.clone();
-        if let Some(groups) = action["forward"]["targetGroups"].as_array_mut() {
+        // `pointer_mut`, not indexing: indexing a missing key would insert a null `forward`.
+        if let Some(groups) = action
+            .pointer_mut("/forward/targetGroups")
+            .and_then(Value::as_array_mut)
+        {
             for (i, g) in groups.iter_mut().enumerate() {
                 let Some(ident) = g["targetGroupIdentifier"].as_str().map(str::to_string) else {
                     continue;
