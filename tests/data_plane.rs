@@ -502,3 +502,189 @@ fn grpc_frame(msg: &[u8]) -> Vec<u8> {
     f.extend_from_slice(msg);
     f
 }
+
+#[tokio::test]
+async fn tls_passthrough_routes_by_sni_without_terminating() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = Trellis::start(dir.path(), &[]);
+    let c = t.lattice();
+    // A TLS upstream with its own certificate: the gateway never sees the plaintext.
+    let domain = "db.example.test";
+    let cert = rcgen::generate_simple_self_signed(vec![domain.to_string()]).unwrap();
+    let key = rustls_pki_types::PrivateKeyDer::try_from(cert.signing_key.serialize_der()).unwrap();
+    let server_cfg = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(vec![cert.cert.der().clone()], key)
+    .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(server_cfg));
+    let upstream = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let up_addr = upstream.local_addr().unwrap();
+    tokio::spawn(async move {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        while let Ok((s, _)) = upstream.accept().await {
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let mut tls = acceptor.accept(s).await.unwrap();
+                let mut buf = [0u8; 5];
+                tls.read_exact(&mut buf).await.unwrap();
+                tls.write_all(b"pong:").await.unwrap();
+                tls.write_all(&buf).await.unwrap();
+                tls.shutdown().await.unwrap();
+            });
+        }
+    });
+    let tg = c
+        .create_target_group()
+        .name("pass-tg")
+        .r#type(TargetGroupType::Ip)
+        .config(
+            TargetGroupConfig::builder()
+                .port(up_addr.port() as i32)
+                .protocol(TargetGroupProtocol::Https)
+                .health_check(HealthCheckConfig::builder().enabled(false).build())
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    c.register_targets()
+        .target_group_identifier(tg.id().unwrap())
+        .targets(
+            Target::builder()
+                .id("127.0.0.1")
+                .port(up_addr.port() as i32)
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let svc = c
+        .create_service()
+        .name("orders-db")
+        .custom_domain_name(domain)
+        .send()
+        .await
+        .unwrap();
+    c.create_listener()
+        .service_identifier(svc.id().unwrap())
+        .name("passthrough")
+        .protocol(ListenerProtocol::TlsPassthrough)
+        .port(443)
+        .default_action(forward(&[(tg.id().unwrap(), 1)]))
+        .send()
+        .await
+        .unwrap();
+
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(cert.cert.der().clone()).unwrap();
+    let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let tcp = tokio::net::TcpStream::connect(t.listen_tls).await.unwrap();
+    let mut tls = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
+        .connect(rustls_pki_types::ServerName::try_from(domain).unwrap(), tcp)
+        .await
+        .expect("the upstream's own certificate reaches the client");
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    tls.write_all(b"hello").await.unwrap();
+    let mut got = Vec::new();
+    let _ = tls.read_to_end(&mut got).await;
+    assert_eq!(got, b"pong:hello");
+}
+
+#[tokio::test]
+async fn websocket_upgrade_tunnels_both_ways() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let dir = tempfile::tempdir().unwrap();
+    let t = Trellis::start(dir.path(), &[]);
+    let c = t.lattice();
+    // An upstream that accepts the upgrade and then echoes raw bytes.
+    let upstream = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let up_addr = upstream.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = upstream.accept().await {
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut b = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") {
+                    if s.read(&mut b).await.unwrap() == 0 {
+                        return;
+                    }
+                    head.push(b[0]);
+                }
+                let head = String::from_utf8_lossy(&head).to_ascii_lowercase();
+                assert!(head.contains("upgrade: websocket"), "{head}");
+                s.write_all(b"HTTP/1.1 101 Switching Protocols\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n").await.unwrap();
+                let mut buf = [0u8; 64];
+                loop {
+                    let n = s.read(&mut buf).await.unwrap_or(0);
+                    if n == 0 {
+                        return;
+                    }
+                    s.write_all(&buf[..n]).await.unwrap();
+                }
+            });
+        }
+    });
+    let tg = c
+        .create_target_group()
+        .name("ws-tg")
+        .r#type(TargetGroupType::Ip)
+        .config(
+            TargetGroupConfig::builder()
+                .port(up_addr.port() as i32)
+                .health_check(HealthCheckConfig::builder().enabled(false).build())
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    c.register_targets()
+        .target_group_identifier(tg.id().unwrap())
+        .targets(
+            Target::builder()
+                .id("127.0.0.1")
+                .port(up_addr.port() as i32)
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let (_, dns, _) = service(&c, "chat", forward(&[(tg.id().unwrap(), 1)])).await;
+
+    let mut s = tokio::net::TcpStream::connect(t.listen).await.unwrap();
+    let req = format!("GET /ws HTTP/1.1\r\nHost: {dns}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n");
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut head = Vec::new();
+    let mut b = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        assert_eq!(
+            s.read(&mut b).await.unwrap(),
+            1,
+            "connection closed before the 101"
+        );
+        head.push(b[0]);
+    }
+    assert!(
+        String::from_utf8_lossy(&head).starts_with("HTTP/1.1 101"),
+        "{}",
+        String::from_utf8_lossy(&head)
+    );
+    s.write_all(b"ping-frame").await.unwrap();
+    let mut buf = [0u8; 10];
+    tokio::time::timeout(Duration::from_secs(5), s.read_exact(&mut buf))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(&buf, b"ping-frame");
+}
