@@ -35,6 +35,8 @@ enum Command {
         /// A JSON config file or a folder of them.
         paths: Vec<PathBuf>,
     },
+    /// Print the JSON Schema of the declarative config.
+    Schema,
     /// Apply a config file to a running Trellis; nothing changes if any part is invalid.
     Apply {
         path: PathBuf,
@@ -91,6 +93,7 @@ where
         Command::Serve(args) => serve(args).await,
         Command::Validate { paths } => validate(paths).await,
         Command::Apply { path, endpoint } => apply(path, endpoint).await,
+        Command::Schema => print_schema(),
     }
 }
 
@@ -120,6 +123,7 @@ pub fn main() -> std::process::ExitCode {
             Command::Serve(args) => serve(args).await,
             Command::Validate { paths } => validate(paths).await,
             Command::Apply { path, endpoint } => apply(path, endpoint).await,
+            Command::Schema => print_schema(),
         }
     });
     match result {
@@ -343,4 +347,10 @@ async fn apply(path: PathBuf, endpoint: String) -> anyhow::Result<()> {
         e = e.with("fieldList", f.clone());
     }
     anyhow::bail!("{}: {}", path.display(), describe(&e))
+}
+
+fn print_schema() -> anyhow::Result<()> {
+    let schema = crate::config::schema::schema(&crate::controller::lattice_model());
+    println!("{}", serde_json::to_string_pretty(&schema)?);
+    Ok(())
 }

@@ -13,6 +13,8 @@ use trellis_core::ApiError;
 use crate::controller::Controller;
 use crate::lattice::{self, kind, Ctx, State};
 
+pub mod schema;
+
 /// Reads a config file, or every `*.json` file of a folder (in name order) merged into one.
 pub fn read_path(path: &Path) -> Result<String, String> {
     if path.is_dir() {
