@@ -688,3 +688,76 @@ async fn websocket_upgrade_tunnels_both_ways() {
         .unwrap();
     assert_eq!(&buf, b"ping-frame");
 }
+
+#[tokio::test]
+async fn https_target_groups_get_tls_to_the_target() {
+    use std::convert::Infallible;
+    let dir = tempfile::tempdir().unwrap();
+    let t = Trellis::start(dir.path(), &[]);
+    let c = t.lattice();
+    // An HTTPS upstream with a self-signed certificate, as targets usually have.
+    let cert = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string()]).unwrap();
+    let key = rustls_pki_types::PrivateKeyDer::try_from(cert.signing_key.serialize_der()).unwrap();
+    let mut server_cfg = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(vec![cert.cert.der().clone()], key)
+    .unwrap();
+    server_cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(server_cfg));
+    let upstream = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let up_addr = upstream.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((s, _)) = upstream.accept().await {
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(s).await else {
+                    return;
+                };
+                let svc = hyper::service::service_fn(
+                    |_req: http::Request<hyper::body::Incoming>| async {
+                        Ok::<_, Infallible>(http::Response::new(Full::new(Bytes::from_static(
+                            b"over tls",
+                        ))))
+                    },
+                );
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(tls), svc)
+                    .await;
+            });
+        }
+    });
+    let tg = c
+        .create_target_group()
+        .name("tls-tg")
+        .r#type(TargetGroupType::Ip)
+        .config(
+            TargetGroupConfig::builder()
+                .port(up_addr.port() as i32)
+                .protocol(TargetGroupProtocol::Https)
+                .health_check(HealthCheckConfig::builder().enabled(false).build())
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    c.register_targets()
+        .target_group_identifier(tg.id().unwrap())
+        .targets(
+            Target::builder()
+                .id("127.0.0.1")
+                .port(up_addr.port() as i32)
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let (_, dns, _) = service(&c, "secure-upstream", forward(&[(tg.id().unwrap(), 1)])).await;
+    let r = get(t.listen, &dns, "/").await;
+    assert_eq!(r.status, 200);
+    assert_eq!(&r.body[..], b"over tls");
+}

@@ -22,6 +22,7 @@ pub mod route;
 pub mod server;
 pub mod target_group;
 pub mod tls;
+pub mod upstream_tls;
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// The body type both directions use: an upstream's or client's stream, or bytes we made.
@@ -37,6 +38,8 @@ pub struct DataPlane {
     pub cert_dir: std::path::PathBuf,
     h1: Client<HttpConnector, Body>,
     h2: Client<HttpConnector, Body>,
+    h1_tls: Client<upstream_tls::HttpsConnector, Body>,
+    h2_tls: Client<upstream_tls::HttpsConnector, Body>,
 }
 
 // === impl DataPlane ===
@@ -54,7 +57,14 @@ impl DataPlane {
         let h2 = Client::builder(TokioExecutor::new())
             .http2_only(true)
             .pool_idle_timeout(std::time::Duration::from_secs(60))
-            .build(connector);
+            .build(connector.clone());
+        let h1_tls = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(std::time::Duration::from_secs(60))
+            .build(upstream_tls::HttpsConnector::new(connector.clone(), false));
+        let h2_tls = Client::builder(TokioExecutor::new())
+            .http2_only(true)
+            .pool_idle_timeout(std::time::Duration::from_secs(60))
+            .build(upstream_tls::HttpsConnector::new(connector, true));
         Self {
             routes: ArcSwap::from_pointee(route::RouteTable::empty()),
             runtimes: Arc::new(target_group::Runtimes::new(metrics.clone())),
@@ -63,6 +73,8 @@ impl DataPlane {
             cert_dir,
             h1,
             h2,
+            h1_tls,
+            h2_tls,
         }
     }
 

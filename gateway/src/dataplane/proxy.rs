@@ -256,7 +256,8 @@ impl DataPlane {
                 .path_and_query()
                 .map(|p| p.as_str())
                 .unwrap_or("/");
-            let uri = format!("http://{}{}", ep.authority, pq);
+            let scheme = if tg.https { "https" } else { "http" };
+            let uri = format!("{scheme}://{}{}", ep.authority, pq);
             let up_body: Body = match body.take() {
                 Some(b) => b.map_err(Into::into).boxed(),
                 None => Empty::new().map_err(|never| match never {}).boxed(),
@@ -276,20 +277,16 @@ impl DataPlane {
             *up.version_mut() = version;
             *up.headers_mut() = headers.clone();
 
-            let client = if tg.version == UpVersion::Http1 {
-                &self.h1
-            } else {
-                &self.h2
-            };
             ep.outstanding.fetch_add(1, Ordering::Relaxed);
             tg.in_flight.fetch_add(1, Ordering::Relaxed);
             tg.metrics.requests.fetch_add(1, Ordering::Relaxed);
             let sent = Instant::now();
+            let call = self.send_upstream(tg, up);
             let result = match policy.timeout_ms {
-                Some(ms) => tokio::time::timeout(Duration::from_millis(ms), client.request(up))
+                Some(ms) => tokio::time::timeout(Duration::from_millis(ms), call)
                     .await
                     .ok(),
-                None => Some(client.request(up).await),
+                None => Some(call.await),
             };
             ep.outstanding.fetch_sub(1, Ordering::Relaxed);
             tg.in_flight.fetch_sub(1, Ordering::Relaxed);
@@ -359,6 +356,22 @@ impl DataPlane {
             }
         }
         last.unwrap_or_else(|| (text(StatusCode::BAD_GATEWAY, "Bad Gateway\n"), None, None))
+    }
+}
+
+impl DataPlane {
+    /// The pooled client for the group's protocol and version.
+    async fn send_upstream(
+        &self,
+        tg: &TargetGroupRuntime,
+        req: Request<Body>,
+    ) -> Result<Response<Incoming>, hyper_util::client::legacy::Error> {
+        match (tg.https, tg.version == UpVersion::Http1) {
+            (false, true) => self.h1.request(req).await,
+            (false, false) => self.h2.request(req).await,
+            (true, true) => self.h1_tls.request(req).await,
+            (true, false) => self.h2_tls.request(req).await,
+        }
     }
 }
 
