@@ -3,6 +3,7 @@
 //! [`target::Target`] port through which listeners, event rules and workflow tasks invoke
 //! anything addressable by ARN.
 
+pub mod api;
 pub mod arn;
 pub mod clock;
 pub mod error;

@@ -17,6 +17,7 @@ use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+use trellis_core::api::{JsonService, QueryService, RestService};
 use trellis_core::model::HttpRequest;
 use trellis_core::ApiError;
 
@@ -26,7 +27,14 @@ use crate::controller::Controller;
 const MAX_BODY: usize = 70 * 1024 * 1024;
 
 pub struct Api {
+    /// The Lattice controller: also answers `/metrics` and `/trellis/config`.
     pub lattice: Arc<Controller>,
+    /// rest-json services, tried in order by method and path (Lattice first).
+    pub rest: Vec<Arc<dyn RestService>>,
+    /// JSON 1.0/1.1 services by `X-Amz-Target` prefix.
+    pub json: Vec<Arc<dyn JsonService>>,
+    /// Query-protocol services (STS, IAM) by action.
+    pub query: Vec<Arc<dyn QueryService>>,
 }
 
 type Resp = Response<Full<Bytes>>;
@@ -90,52 +98,158 @@ impl Api {
             _ => {}
         }
         if let Some(target) = parts.headers.get("x-amz-target") {
-            let target = target.to_str().unwrap_or_default();
-            let err = ApiError::new(
-                "UnknownOperationException",
-                400,
-                format!("operation {target} is not served by Trellis yet"),
-            );
-            return json_error(&err);
+            let target = target.to_str().unwrap_or_default().to_string();
+            return self.json_call(&target, &body).await;
         }
-        let model = &self.lattice.model;
-        let Some((op, labels)) = model.route(parts.method.as_str(), path, parts.uri.query()) else {
-            return rest_error(&ApiError::unknown_operation(&format!(
-                "{} {}",
-                parts.method, path
-            )));
-        };
-        let http_req = HttpRequest {
-            method: parts.method.as_str(),
-            path,
-            query: parts.uri.query(),
-            headers: &parts.headers,
-            body: &body,
-        };
-        let input = match model.rest_input(op, &labels, &http_req) {
-            Ok(i) => i,
-            Err(e) => return rest_error(&e),
-        };
-        match self.lattice.call(&op.name, input).await {
-            Ok(output) => {
-                let out = model.rest_output(op, output);
-                let mut r = Response::new(Full::new(Bytes::from(out.body)));
-                *r.status_mut() = StatusCode::from_u16(out.status).unwrap_or(StatusCode::OK);
-                r.headers_mut().insert(
-                    header::CONTENT_TYPE,
-                    HeaderValue::from_static("application/json"),
-                );
-                for (k, v) in out.headers {
-                    if let (Ok(k), Ok(v)) = (
-                        http::HeaderName::from_bytes(k.as_bytes()),
-                        HeaderValue::from_str(&v),
-                    ) {
-                        r.headers_mut().insert(k, v);
+        let is_form = parts
+            .headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
+        if parts.method == http::Method::POST && path == "/" && is_form {
+            return self.query_call(&body).await;
+        }
+        let query = parts.uri.query();
+        for service in &self.rest {
+            let model = service.model();
+            let Some((op, labels)) = model.route(parts.method.as_str(), path, query) else {
+                continue;
+            };
+            let http_req = HttpRequest {
+                method: parts.method.as_str(),
+                path,
+                query,
+                headers: &parts.headers,
+                body: &body,
+            };
+            let input = match model.rest_input(op, &labels, &http_req) {
+                Ok(i) => i,
+                Err(e) => return rest_error(&e),
+            };
+            return match service.call(&op.name, input).await {
+                Ok(output) => {
+                    let out = model.rest_output(op, output);
+                    let mut r = Response::new(Full::new(Bytes::from(out.body)));
+                    *r.status_mut() = StatusCode::from_u16(out.status).unwrap_or(StatusCode::OK);
+                    r.headers_mut().insert(
+                        header::CONTENT_TYPE,
+                        HeaderValue::from_static("application/json"),
+                    );
+                    for (k, v) in out.headers {
+                        if let (Ok(k), Ok(v)) = (
+                            http::HeaderName::from_bytes(k.as_bytes()),
+                            HeaderValue::from_str(&v),
+                        ) {
+                            r.headers_mut().insert(k, v);
+                        }
                     }
+                    r
                 }
+                Err(e) => rest_error(&e),
+            };
+        }
+        rest_error(&ApiError::unknown_operation(&format!(
+            "{} {}",
+            parts.method, path
+        )))
+    }
+
+    /// A query-protocol call: `Action=…&…` in a form body, answered in XML.
+    async fn query_call(&self, body: &[u8]) -> Resp {
+        let params = trellis_core::model::parse_query(Some(&String::from_utf8_lossy(body)));
+        let action = params
+            .iter()
+            .find(|(k, _)| k == "Action")
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default();
+        let Some(service) = self
+            .query
+            .iter()
+            .find(|s| s.model().operation(&action).is_some())
+        else {
+            return xml_error(&ApiError::new(
+                "InvalidAction",
+                400,
+                format!("could not find operation {action}"),
+            ));
+        };
+        let request_id = trellis_core::id::new_id("req");
+        match service.call(&action, params).await {
+            Ok(result) => {
+                let xml = format!(
+                    "<{action}Response xmlns=\"{}\"><{action}Result>{result}</{action}Result><ResponseMetadata><RequestId>{request_id}</RequestId></ResponseMetadata></{action}Response>",
+                    service.xml_namespace()
+                );
+                let mut r = Response::new(Full::new(Bytes::from(xml)));
+                r.headers_mut()
+                    .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/xml"));
                 r
             }
-            Err(e) => rest_error(&e),
+            Err(e) => xml_error(&e),
+        }
+    }
+
+    /// A JSON 1.0/1.1 call: `X-Amz-Target: Prefix.Operation`, input in the body.
+    async fn json_call(&self, target: &str, body: &[u8]) -> Resp {
+        let (prefix, op) = target.split_once('.').unwrap_or((target, ""));
+        let Some(service) = self.json.iter().find(|s| s.target_prefix() == prefix) else {
+            return json_error(
+                &ApiError::new(
+                    "UnknownOperationException",
+                    400,
+                    format!("no service answers X-Amz-Target {target}"),
+                ),
+                "1.1",
+            );
+        };
+        let version = service.json_version().to_string();
+        let input: serde_json::Value = if body.iter().all(u8::is_ascii_whitespace) {
+            serde_json::json!({})
+        } else {
+            match serde_json::from_slice(body) {
+                Ok(v @ serde_json::Value::Object(_)) => v,
+                Ok(_) | Err(_) => {
+                    return json_error(
+                        &ApiError::new(
+                            "SerializationException",
+                            400,
+                            "request body is not a JSON object",
+                        ),
+                        &version,
+                    )
+                }
+            }
+        };
+        if let Some(model) = service.model() {
+            match model.operation(op) {
+                None => {
+                    return json_error(
+                        &ApiError::new(
+                            "UnknownOperationException",
+                            400,
+                            format!("unknown operation {target}"),
+                        ),
+                        &version,
+                    )
+                }
+                Some(operation) => {
+                    if let Err(e) = model.validate_input(operation, &input) {
+                        return json_error(&e, &version);
+                    }
+                }
+            }
+        }
+        match service.call(op, input).await {
+            Ok(mut out) => {
+                if let Some(o) = out.as_object_mut() {
+                    trellis_core::model::strip_nulls(o);
+                }
+                let mut r = json(StatusCode::OK, out.to_string().into_bytes());
+                r.headers_mut()
+                    .insert(header::CONTENT_TYPE, json_content_type(&version));
+                r
+            }
+            Err(e) => json_error(&e, &version),
         }
     }
 
@@ -172,11 +286,46 @@ pub fn rest_error(e: &ApiError) -> Resp {
 }
 
 /// An error in the JSON 1.0/1.1 shape (EventBridge, Step Functions).
-pub fn json_error(e: &ApiError) -> Resp {
+pub fn json_error(e: &ApiError, version: &str) -> Resp {
     let mut r = with_error_type(json(StatusCode::BAD_REQUEST, e.json_body()), e);
-    r.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/x-amz-json-1.1"),
-    );
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, json_content_type(version));
     r
+}
+
+fn json_content_type(version: &str) -> HeaderValue {
+    if version == "1.0" {
+        HeaderValue::from_static("application/x-amz-json-1.0")
+    } else {
+        HeaderValue::from_static("application/x-amz-json-1.1")
+    }
+}
+
+/// An error in the query protocol's XML shape (STS, IAM).
+pub fn xml_error(e: &ApiError) -> Resp {
+    let kind = if e.status >= 500 {
+        "Receiver"
+    } else {
+        "Sender"
+    };
+    let xml = format!(
+        "<ErrorResponse><Error><Type>{kind}</Type><Code>{}</Code><Message>{}</Message></Error><RequestId>{}</RequestId></ErrorResponse>",
+        xml_escape(&e.code),
+        xml_escape(&e.message),
+        trellis_core::id::new_id("req")
+    );
+    let mut r = Response::new(Full::new(Bytes::from(xml)));
+    *r.status_mut() = StatusCode::from_u16(e.status).unwrap_or(StatusCode::BAD_REQUEST);
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/xml"));
+    r
+}
+
+/// Escapes text for an XML element or attribute.
+pub fn xml_escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+        .replace('\'', "&apos;")
 }

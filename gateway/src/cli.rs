@@ -166,10 +166,21 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         apply_file(&controller, path).await?;
     }
 
+    // === engines: each domain crate's API service and targets, wired here and only here ===
+    let targets = Arc::new(trellis_core::target::TargetRegistry::default());
+    let json_services: Vec<Arc<dyn trellis_core::api::JsonService>> = vec![];
+    let rest_services: Vec<Arc<dyn trellis_core::api::RestService>> = vec![controller.clone()];
+    let query_services: Vec<Arc<dyn trellis_core::api::QueryService>> = vec![];
+    let _ = &targets;
+    // === end engines ===
+
     let ready = ready_line(&api_listener, &listen, &listen_tls)?;
     let (tx, rx) = watch::channel(false);
     let api = Arc::new(Api {
         lattice: controller.clone(),
+        rest: rest_services,
+        json: json_services,
+        query: query_services,
     });
     let tasks = vec![
         tokio::spawn(api.serve(api_listener, rx.clone())),

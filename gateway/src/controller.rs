@@ -164,3 +164,18 @@ fn idempotent(
     );
     Ok(response)
 }
+
+impl trellis_core::api::RestService for Controller {
+    fn model(&self) -> Arc<ServiceModel> {
+        self.model.clone()
+    }
+
+    fn call(
+        &self,
+        op: &str,
+        input: Value,
+    ) -> trellis_core::target::BoxFuture<'_, Result<Value, ApiError>> {
+        let op = op.to_string();
+        Box::pin(async move { Controller::call(self, &op, input).await })
+    }
+}

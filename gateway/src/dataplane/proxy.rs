@@ -244,8 +244,15 @@ impl DataPlane {
                 );
             };
             if attempt > 0 {
+                // The retry budget: retries in flight stay under a fifth of the group's
+                // requests (at least 3), so retries cannot multiply an overload.
+                let budget = (tg.in_flight.load(Ordering::Relaxed) / 5).max(3);
+                if tg.retries_in_flight.load(Ordering::Relaxed) >= budget {
+                    break;
+                }
                 tg.metrics.retries.fetch_add(1, Ordering::Relaxed);
             }
+            let _retry_guard = (attempt > 0).then(|| InFlight::enter(&tg.retries_in_flight));
             let version = if tg.version == UpVersion::Http1 {
                 Version::HTTP_11
             } else {
@@ -277,8 +284,9 @@ impl DataPlane {
             *up.version_mut() = version;
             *up.headers_mut() = headers.clone();
 
-            ep.outstanding.fetch_add(1, Ordering::Relaxed);
-            tg.in_flight.fetch_add(1, Ordering::Relaxed);
+            // Guards, not paired adds: a client that goes away drops this future midway.
+            let ep_guard = InFlight::enter(&ep.outstanding);
+            let tg_guard = InFlight::enter(&tg.in_flight);
             tg.metrics.requests.fetch_add(1, Ordering::Relaxed);
             let sent = Instant::now();
             let call = self.send_upstream(tg, up);
@@ -288,8 +296,7 @@ impl DataPlane {
                     .ok(),
                 None => Some(call.await),
             };
-            ep.outstanding.fetch_sub(1, Ordering::Relaxed);
-            tg.in_flight.fetch_sub(1, Ordering::Relaxed);
+            drop((ep_guard, tg_guard));
             let target = Some(ep.authority.clone());
             let took = Some(sent.elapsed());
             match result {
@@ -372,6 +379,22 @@ impl DataPlane {
             (true, true) => self.h1_tls.request(req).await,
             (true, false) => self.h2_tls.request(req).await,
         }
+    }
+}
+
+/// Counts one unit in an atomic gauge for as long as it lives.
+struct InFlight<'a>(&'a std::sync::atomic::AtomicUsize);
+
+impl<'a> InFlight<'a> {
+    fn enter(gauge: &'a std::sync::atomic::AtomicUsize) -> Self {
+        gauge.fetch_add(1, Ordering::Relaxed);
+        Self(gauge)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }
 

@@ -81,6 +81,8 @@ pub struct TargetGroupRuntime {
     pub health_check: HealthCheck,
     pub endpoints: Vec<Arc<Endpoint>>,
     pub in_flight: AtomicUsize,
+    /// Retries in flight, held under the retry budget.
+    pub retries_in_flight: AtomicUsize,
     pub metrics: Arc<super::metrics::TargetGroupMetrics>,
     rr: AtomicUsize,
     /// What this runtime was built from: a new config is compared with it.
@@ -332,6 +334,7 @@ fn build(
         health_check,
         endpoints,
         in_flight: AtomicUsize::new(0),
+        retries_in_flight: AtomicUsize::new(0),
         rr: AtomicUsize::new(fastrand::usize(..1024)),
         signature,
     }
