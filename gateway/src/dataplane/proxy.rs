@@ -244,12 +244,6 @@ impl DataPlane {
                 );
             };
             if attempt > 0 {
-                // The retry budget: retries in flight stay under a fifth of the group's
-                // requests (at least 3), so retries cannot multiply an overload.
-                let budget = (tg.in_flight.load(Ordering::Relaxed) / 5).max(3);
-                if tg.retries_in_flight.load(Ordering::Relaxed) >= budget {
-                    break;
-                }
                 tg.metrics.retries.fetch_add(1, Ordering::Relaxed);
             }
             let _retry_guard = (attempt > 0).then(|| InFlight::enter(&tg.retries_in_flight));
@@ -335,7 +329,9 @@ impl DataPlane {
                             Outcome::Ok
                         },
                     );
-                    let retry = matches!(status.as_u16(), 502..=504) && attempt + 1 < attempts;
+                    let retry = policy.retries_status(status.as_u16())
+                        && attempt + 1 < attempts
+                        && retry_budget_left(tg);
                     if !retry {
                         if status == StatusCode::SWITCHING_PROTOCOLS {
                             if let Some(client_up) = client_upgrade {
@@ -361,6 +357,10 @@ impl DataPlane {
                     ));
                 }
             }
+            // A failed attempt is retried only within the budget; otherwise its answer stands.
+            if attempt + 1 < attempts && !retry_budget_left(tg) {
+                break;
+            }
         }
         last.unwrap_or_else(|| (text(StatusCode::BAD_GATEWAY, "Bad Gateway\n"), None, None))
     }
@@ -380,6 +380,13 @@ impl DataPlane {
             (true, false) => self.h2_tls.request(req).await,
         }
     }
+}
+
+/// The retry budget: retries in flight stay under a fifth of the group's requests (at least
+/// 3), so retries cannot multiply an overload.
+fn retry_budget_left(tg: &TargetGroupRuntime) -> bool {
+    let budget = (tg.in_flight.load(Ordering::Relaxed) / 5).max(3);
+    tg.retries_in_flight.load(Ordering::Relaxed) < budget
 }
 
 /// Counts one unit in an atomic gauge for as long as it lives.

@@ -95,6 +95,9 @@ pub struct RulePolicy {
     pub fault_delay_percent: f64,
     pub fault_abort_status: u16,
     pub fault_abort_percent: f64,
+    /// `trellis:retry-on`: answer statuses that are retried (`502,503,504` by default;
+    /// `5xx` for all server errors).
+    pub retry_on: Vec<(u16, u16)>,
 }
 
 /// What a request resolved to.
@@ -270,6 +273,7 @@ impl RouteTable {
             fault_delay_percent: 0.0,
             fault_abort_status: 0,
             fault_abort_percent: 0.0,
+            retry_on: Vec::new(),
         };
         Some(Resolved {
             service,
@@ -407,7 +411,10 @@ impl RulePolicy {
     pub fn from_tags(tags: &HashMap<String, String>) -> Self {
         let num = |k: &str| tags.get(k).and_then(|v| v.trim().parse::<f64>().ok());
         Self {
-            timeout_ms: num("trellis:timeout-ms").map(|v| v as u64),
+            // 0 means no timeout, as in Envoy and the Gateway API.
+            timeout_ms: num("trellis:timeout-ms")
+                .map(|v| v as u64)
+                .filter(|ms| *ms > 0),
             retries: num("trellis:retries").map(|v| v as u32).unwrap_or(0),
             fault_delay_ms: num("trellis:fault-delay-ms").map(|v| v as u64).unwrap_or(0),
             fault_delay_percent: num("trellis:fault-delay-percent").unwrap_or(0.0),
@@ -415,7 +422,25 @@ impl RulePolicy {
                 .map(|v| v as u16)
                 .unwrap_or(0),
             fault_abort_percent: num("trellis:fault-abort-percent").unwrap_or(0.0),
+            retry_on: match tags.get("trellis:retry-on") {
+                Some(list) => list
+                    .split(',')
+                    .filter_map(|c| match c.trim() {
+                        "5xx" => Some((500, 599)),
+                        "4xx" => Some((400, 499)),
+                        code => code.parse().ok().map(|c| (c, c)),
+                    })
+                    .collect(),
+                None => vec![(502, 504)],
+            },
         }
+    }
+
+    /// Whether an answer with `status` is retried.
+    pub fn retries_status(&self, status: u16) -> bool {
+        self.retry_on
+            .iter()
+            .any(|(lo, hi)| (*lo..=*hi).contains(&status))
     }
 }
 
@@ -511,5 +536,14 @@ mod tests {
         assert_eq!(p.timeout_ms, Some(250));
         assert_eq!(p.fault_abort_percent, 12.5);
         assert_eq!(p.retries, 0);
+        assert!(
+            p.retries_status(503) && !p.retries_status(500),
+            "502-504 by default"
+        );
+        t.insert("trellis:retry-on".to_string(), "500, 4xx".to_string());
+        t.insert("trellis:timeout-ms".to_string(), "0".to_string());
+        let p = RulePolicy::from_tags(&t);
+        assert!(p.retries_status(500) && p.retries_status(404) && !p.retries_status(503));
+        assert_eq!(p.timeout_ms, None, "0 means no timeout");
     }
 }
