@@ -1,0 +1,517 @@
+//! A small pull tokenizer for JSON text.
+//!
+//! Patterns and events are read token by token from the raw text rather than through
+//! `serde_json::Value`, because EventBridge semantics depend on things a value tree loses:
+//! duplicate keys (the last one wins in a pattern, both count in an event), the exact spelling
+//! of numbers (`3.0e2` versus `300`), and the order in which a streaming reader meets errors
+//! (AWS reports the first problem in document order, even before a later syntax error).
+//! Syntax errors carry Jackson's wording, which is what AWS puts after `Reason: `.
+
+use std::borrow::Cow;
+use std::fmt;
+
+/// Jackson's default `StreamReadConstraints` nesting limit; it also keeps the recursive
+/// walkers of patterns and events far from the stack's end on hostile input.
+const MAX_DEPTH: usize = 1000;
+
+// === Token ===
+
+/// One token of the JSON stream, in the same granularity as Jackson's `JsonToken`. Text
+/// borrows from the input unless it had escapes (matching allocates little per event).
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Token<'a> {
+    StartObject,
+    EndObject,
+    StartArray,
+    EndArray,
+    FieldName(Cow<'a, str>),
+    String(Cow<'a, str>),
+    /// A number, kept as its source text.
+    Number(&'a str),
+    True,
+    False,
+    Null,
+}
+
+/// A JSON syntax error, worded as Jackson words it (without its location suffix).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct SyntaxError(pub(crate) String);
+
+/// What the tokenizer expects next inside a container.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Expect {
+    /// At the start of an object: a field name or `}`.
+    FirstField,
+    /// After a value inside an object: `,` or `}`.
+    ObjectComma,
+    /// After a field name: the value.
+    FieldValue,
+    /// At the start of an array: a value or `]`.
+    FirstElement,
+    /// After a value inside an array: `,` or `]`.
+    ArrayComma,
+}
+
+/// A pull tokenizer over borrowed text. Trailing content after the root value is never
+/// read, as with Jackson's `nextToken()` loop that stops at the root's end.
+pub(crate) struct Tokenizer<'a> {
+    src: &'a [u8],
+    text: &'a str,
+    pos: usize,
+    stack: Vec<(bool, Expect)>,
+    started: bool,
+}
+
+// === impl SyntaxError ===
+
+impl fmt::Display for SyntaxError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+// === impl Tokenizer ===
+
+impl<'a> Tokenizer<'a> {
+    pub(crate) fn new(text: &'a str) -> Self {
+        Tokenizer {
+            src: text.as_bytes(),
+            text,
+            pos: 0,
+            stack: Vec::new(),
+            started: false,
+        }
+    }
+
+    /// The next token, `Ok(None)` once the root value is complete (or the input is empty).
+    pub(crate) fn next_token(&mut self) -> Result<Option<Token<'a>>, SyntaxError> {
+        self.skip_ws();
+        let Some(&(is_object, expect)) = self.stack.last() else {
+            if self.started {
+                return Ok(None);
+            }
+            if self.pos >= self.src.len() {
+                return Ok(None);
+            }
+            self.started = true;
+            return self.value().map(Some);
+        };
+        let Some(&c) = self.src.get(self.pos) else {
+            let kind = if is_object { "Object" } else { "Array" };
+            return Err(SyntaxError(format!(
+                "Unexpected end-of-input: expected close marker for {kind} (start marker"
+            )));
+        };
+        match expect {
+            Expect::FirstField | Expect::ObjectComma => {
+                if c == b'}' {
+                    self.pos += 1;
+                    self.stack.pop();
+                    self.after_value();
+                    return Ok(Some(Token::EndObject));
+                }
+                if expect == Expect::ObjectComma {
+                    if c != b',' {
+                        return Err(
+                            self.unexpected("was expecting comma to separate Object entries")
+                        );
+                    }
+                    self.pos += 1;
+                    self.skip_ws();
+                }
+                self.field_name()
+            }
+            Expect::FieldValue => {
+                let token = self.value()?;
+                Ok(Some(token))
+            }
+            Expect::FirstElement | Expect::ArrayComma => {
+                if c == b']' {
+                    self.pos += 1;
+                    self.stack.pop();
+                    self.after_value();
+                    return Ok(Some(Token::EndArray));
+                }
+                if expect == Expect::ArrayComma {
+                    if c != b',' {
+                        return Err(
+                            self.unexpected("was expecting comma to separate Array entries")
+                        );
+                    }
+                    self.pos += 1;
+                    self.skip_ws();
+                }
+                let token = self.value()?;
+                Ok(Some(token))
+            }
+        }
+    }
+
+    /// Skips the value whose first token was just returned (a no-op for scalars).
+    pub(crate) fn skip_children(&mut self, first: &Token<'_>) -> Result<(), SyntaxError> {
+        if !matches!(first, Token::StartObject | Token::StartArray) {
+            return Ok(());
+        }
+        let mut depth = 1usize;
+        while depth > 0 {
+            match self.next_token()? {
+                Some(Token::StartObject | Token::StartArray) => depth += 1,
+                Some(Token::EndObject | Token::EndArray) => depth -= 1,
+                Some(_) => {}
+                None => break,
+            }
+        }
+        Ok(())
+    }
+
+    fn field_name(&mut self) -> Result<Option<Token<'a>>, SyntaxError> {
+        match self.src.get(self.pos) {
+            Some(b'"') => {
+                let name = self.string()?;
+                self.skip_ws();
+                match self.src.get(self.pos) {
+                    Some(b':') => self.pos += 1,
+                    Some(_) => {
+                        return Err(self
+                            .unexpected("was expecting a colon to separate field name and value"))
+                    }
+                    None => return Err(SyntaxError(
+                        "Unexpected end-of-input: expected close marker for Object (start marker"
+                            .to_owned(),
+                    )),
+                }
+                if let Some(top) = self.stack.last_mut() {
+                    top.1 = Expect::FieldValue;
+                }
+                Ok(Some(Token::FieldName(name)))
+            }
+            Some(_) => Err(self.unexpected("was expecting double-quote to start field name")),
+            None => Err(SyntaxError(
+                "Unexpected end-of-input: expected close marker for Object (start marker"
+                    .to_owned(),
+            )),
+        }
+    }
+
+    fn value(&mut self) -> Result<Token<'a>, SyntaxError> {
+        self.skip_ws();
+        let Some(&c) = self.src.get(self.pos) else {
+            return Err(SyntaxError(
+                "Unexpected end-of-input: expected a value".to_owned(),
+            ));
+        };
+        let token = match c {
+            b'{' | b'[' => {
+                if self.stack.len() >= MAX_DEPTH {
+                    return Err(SyntaxError(format!(
+                        "Document nesting depth ({}) exceeds the maximum allowed ({MAX_DEPTH}, from `StreamReadConstraints.getMaxNestingDepth()`)",
+                        self.stack.len() + 1
+                    )));
+                }
+                self.pos += 1;
+                return Ok(if c == b'{' {
+                    self.stack.push((true, Expect::FirstField));
+                    Token::StartObject
+                } else {
+                    self.stack.push((false, Expect::FirstElement));
+                    Token::StartArray
+                });
+            }
+            b'"' => Token::String(self.string()?),
+            b'-' | b'0'..=b'9' => Token::Number(self.number()?),
+            b't' | b'f' | b'n' => self.keyword()?,
+            b']' | b'}' | b',' => return Err(self.unexpected("expected a value")),
+            _ => return Err(self.unrecognized_token()),
+        };
+        self.after_value();
+        Ok(token)
+    }
+
+    fn after_value(&mut self) {
+        if let Some(top) = self.stack.last_mut() {
+            top.1 = if top.0 {
+                Expect::ObjectComma
+            } else {
+                Expect::ArrayComma
+            };
+        }
+    }
+
+    fn keyword(&mut self) -> Result<Token<'a>, SyntaxError> {
+        let rest = &self.src[self.pos..];
+        for (word, token) in [
+            (&b"true"[..], Token::True),
+            (&b"false"[..], Token::False),
+            (&b"null"[..], Token::Null),
+        ] {
+            if rest.starts_with(word)
+                && !rest
+                    .get(word.len())
+                    .is_some_and(|b| b.is_ascii_alphanumeric() || *b == b'_')
+            {
+                self.pos += word.len();
+                return Ok(token);
+            }
+        }
+        Err(self.unrecognized_token())
+    }
+
+    fn unrecognized_token(&self) -> SyntaxError {
+        let rest = &self.text[self.pos..];
+        let word: String = rest
+            .chars()
+            .take_while(|c| !c.is_whitespace() && !matches!(c, ',' | ']' | '}' | ':' | '"'))
+            .take(256)
+            .collect();
+        SyntaxError(format!(
+            "Unrecognized token '{word}': was expecting (JSON String, Number, Array, Object or token 'null', 'true' or 'false')"
+        ))
+    }
+
+    fn unexpected(&self, what: &str) -> SyntaxError {
+        let c = self.text[self.pos..].chars().next().unwrap_or('\u{0}');
+        SyntaxError(format!(
+            "Unexpected character ('{c}' (code {})): {what}",
+            c as u32
+        ))
+    }
+
+    fn number(&mut self) -> Result<&'a str, SyntaxError> {
+        let start = self.pos;
+        let src = self.src;
+        let mut i = self.pos;
+        if src.get(i) == Some(&b'-') {
+            i += 1;
+        }
+        let int_start = i;
+        while src.get(i).is_some_and(u8::is_ascii_digit) {
+            i += 1;
+        }
+        if i == int_start {
+            self.pos = i;
+            let c = self.text[i..].chars().next();
+            return Err(SyntaxError(match c {
+                Some(c) => format!(
+                    "Unexpected character ('{c}' (code {})) in numeric value: expected digit (0-9) to follow minus sign, for valid numeric value",
+                    c as u32
+                ),
+                None => "Unexpected end-of-input in a Number value".to_owned(),
+            }));
+        }
+        if src[int_start] == b'0' && i - int_start > 1 {
+            return Err(SyntaxError(
+                "Invalid numeric value: Leading zeroes not allowed".to_owned(),
+            ));
+        }
+        if src.get(i) == Some(&b'.') {
+            i += 1;
+            let frac_start = i;
+            while src.get(i).is_some_and(u8::is_ascii_digit) {
+                i += 1;
+            }
+            if i == frac_start {
+                return Err(SyntaxError(
+                    "Unexpected character in numeric value: Decimal point not followed by a digit"
+                        .to_owned(),
+                ));
+            }
+        }
+        if matches!(src.get(i), Some(b'e' | b'E')) {
+            i += 1;
+            if matches!(src.get(i), Some(b'+' | b'-')) {
+                i += 1;
+            }
+            let exp_start = i;
+            while src.get(i).is_some_and(u8::is_ascii_digit) {
+                i += 1;
+            }
+            if i == exp_start {
+                return Err(SyntaxError(
+                    "Unexpected character in numeric value: Exponent indicator not followed by a digit"
+                        .to_owned(),
+                ));
+            }
+        }
+        self.pos = i;
+        Ok(&self.text[start..i])
+    }
+
+    fn string(&mut self) -> Result<Cow<'a, str>, SyntaxError> {
+        // Opening quote.
+        self.pos += 1;
+        let text = self.text;
+        let mut out: Option<String> = None;
+        loop {
+            let start = self.pos;
+            while let Some(&b) = self.src.get(self.pos) {
+                if b == b'"' || b == b'\\' || b < 0x20 {
+                    break;
+                }
+                self.pos += 1;
+            }
+            let run = &text[start..self.pos];
+            if self.src.get(self.pos) == Some(&b'"') && out.is_none() {
+                // The common case: no escapes, so the token borrows the input.
+                self.pos += 1;
+                return Ok(Cow::Borrowed(run));
+            }
+            let buf = out.get_or_insert_with(String::new);
+            buf.push_str(run);
+            match self.src.get(self.pos) {
+                None => {
+                    return Err(SyntaxError(
+                        "Unexpected end-of-input: was expecting closing quote for a string value"
+                            .to_owned(),
+                    ))
+                }
+                Some(b'"') => {
+                    self.pos += 1;
+                    return Ok(Cow::Owned(out.unwrap_or_default()));
+                }
+                Some(b'\\') => {
+                    self.pos += 1;
+                    self.escape(buf)?;
+                }
+                Some(&b) => {
+                    return Err(SyntaxError(format!(
+                        "Illegal unquoted character ((CTRL-CHAR, code {b})): has to be escaped using backslash to be included in string value"
+                    )))
+                }
+            }
+        }
+    }
+
+    fn escape(&mut self, out: &mut String) -> Result<(), SyntaxError> {
+        let Some(&c) = self.src.get(self.pos) else {
+            return Err(SyntaxError(
+                "Unexpected end-of-input in character escape sequence".to_owned(),
+            ));
+        };
+        self.pos += 1;
+        match c {
+            b'"' => out.push('"'),
+            b'\\' => out.push('\\'),
+            b'/' => out.push('/'),
+            b'b' => out.push('\u{8}'),
+            b'f' => out.push('\u{c}'),
+            b'n' => out.push('\n'),
+            b'r' => out.push('\r'),
+            b't' => out.push('\t'),
+            b'u' => {
+                let first = self.hex4()?;
+                if (0xD800..0xDC00).contains(&first)
+                    && self.src.get(self.pos) == Some(&b'\\')
+                    && self.src.get(self.pos + 1) == Some(&b'u')
+                {
+                    let save = self.pos;
+                    self.pos += 2;
+                    let second = self.hex4()?;
+                    if (0xDC00..0xE000).contains(&second) {
+                        let code = 0x10000 + ((first - 0xD800) << 10) + (second - 0xDC00);
+                        out.push(char::from_u32(code).unwrap_or('\u{FFFD}'));
+                        return Ok(());
+                    }
+                    self.pos = save;
+                }
+                // A lone surrogate cannot live in a Rust string; Java would keep it.
+                out.push(char::from_u32(first).unwrap_or('\u{FFFD}'));
+            }
+            _ => {
+                let ch = self.text[self.pos - 1..].chars().next().unwrap_or('?');
+                return Err(SyntaxError(format!(
+                    "Unrecognized character escape '{ch}' (code {})",
+                    ch as u32
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    fn hex4(&mut self) -> Result<u32, SyntaxError> {
+        let mut v = 0u32;
+        for _ in 0..4 {
+            let Some(&b) = self.src.get(self.pos) else {
+                return Err(SyntaxError(
+                    "Unexpected end-of-input in character escape sequence".to_owned(),
+                ));
+            };
+            let d = (b as char).to_digit(16).ok_or_else(|| {
+                SyntaxError(format!(
+                    "Unexpected character ('{}' (code {b})): expected a hex-digit for character escape sequence",
+                    b as char
+                ))
+            })?;
+            v = v * 16 + d;
+            self.pos += 1;
+        }
+        Ok(v)
+    }
+
+    fn skip_ws(&mut self) {
+        while let Some(b' ' | b'\t' | b'\n' | b'\r') = self.src.get(self.pos) {
+            self.pos += 1;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn all(text: &str) -> Result<Vec<Token<'_>>, SyntaxError> {
+        let mut t = Tokenizer::new(text);
+        let mut out = Vec::new();
+        while let Some(tok) = t.next_token()? {
+            out.push(tok);
+        }
+        Ok(out)
+    }
+
+    #[test]
+    fn keeps_duplicates_and_number_text() {
+        let toks = all(r#"{"a":3.0e2,"a":[true,null,"x\u00e9"]}"#).unwrap();
+        assert_eq!(
+            toks,
+            vec![
+                Token::StartObject,
+                Token::FieldName("a".into()),
+                Token::Number("3.0e2"),
+                Token::FieldName("a".into()),
+                Token::StartArray,
+                Token::True,
+                Token::Null,
+                Token::String("xé".into()),
+                Token::EndArray,
+                Token::EndObject,
+            ]
+        );
+    }
+
+    #[test]
+    fn jackson_wording_for_truncated_object() {
+        let err = all(r#"{"a":["x"]"#).unwrap_err();
+        assert_eq!(
+            err.0,
+            "Unexpected end-of-input: expected close marker for Object (start marker"
+        );
+    }
+
+    #[test]
+    fn trailing_content_is_not_read() {
+        assert!(all(r#"{"a":1} garbage"#).is_ok());
+    }
+
+    #[test]
+    fn nesting_is_bounded() {
+        let deep = format!("{{\"a\":{}1{}}}", "[".repeat(5000), "]".repeat(5000));
+        assert!(all(&deep)
+            .unwrap_err()
+            .0
+            .starts_with("Document nesting depth (1001)"));
+    }
+
+    #[test]
+    fn rejects_leading_zero() {
+        assert!(all(r#"{"a":01}"#).is_err());
+    }
+}
