@@ -76,6 +76,9 @@ struct ServeArgs {
     /// The account id in every ARN.
     #[arg(long, env = "TRELLIS_ACCOUNT", default_value = "000000000000")]
     account: String,
+    /// Data-plane threads for the HTTP listener (default: one per core).
+    #[arg(long, env = "TRELLIS_WORKERS")]
+    workers: Option<usize>,
     /// Data-plane access log: `stdout` or a file path (off when unset).
     #[arg(long, env = "TRELLIS_ACCESS_LOG")]
     access_log: Option<String>,
@@ -159,7 +162,11 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             .map_err(|e| anyhow::anyhow!("cannot bind {what} address {addr}: {e}"))
     };
     let api_listener = bind(args.api, "--api").await?;
-    let listen = bind(args.listen, "--listen").await?;
+    let workers = args
+        .workers
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let listen = server::bind_reuseport(args.listen, workers)
+        .map_err(|e| anyhow::anyhow!("cannot bind --listen address {}: {e}", args.listen))?;
     let listen_tls = bind(args.listen_tls, "--listen-tls").await?;
 
     if let Some(path) = &args.config {
@@ -184,7 +191,11 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     });
     let tasks = vec![
         tokio::spawn(api.serve(api_listener, rx.clone())),
-        tokio::spawn(server::serve_plain(dataplane.clone(), listen, rx.clone())),
+        tokio::spawn(server::serve_plain_per_core(
+            dataplane.clone(),
+            listen,
+            rx.clone(),
+        )),
         tokio::spawn(server::serve_tls(dataplane.clone(), listen_tls, rx.clone())),
     ];
     if let Some(path) = args.config.clone() {
@@ -209,9 +220,12 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
 /// The readiness line of the fixed contract: one JSON object on stdout.
 fn ready_line(
     api: &TcpListener,
-    listen: &TcpListener,
+    listen: &[std::net::TcpListener],
     tls: &TcpListener,
 ) -> anyhow::Result<String> {
+    let listen = listen
+        .first()
+        .ok_or_else(|| anyhow::anyhow!("no data-plane listener"))?;
     Ok(serde_json::json!({
         "ready": true,
         "api": api.local_addr()?.to_string(),

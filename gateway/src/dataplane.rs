@@ -36,10 +36,53 @@ pub struct DataPlane {
     pub access_log: Option<access_log::AccessLog>,
     /// Where certificates named by ARN live (`<data-dir>/certificates`).
     pub cert_dir: std::path::PathBuf,
-    h1: Client<HttpConnector, Body>,
-    h2: Client<HttpConnector, Body>,
-    h1_tls: Client<upstream_tls::HttpsConnector, Body>,
-    h2_tls: Client<upstream_tls::HttpsConnector, Body>,
+}
+
+/// Pooled upstream clients. Each data-plane thread has its own (see [`Upstreams::with`]), so a
+/// request, its pooled connection and that connection's task stay on one thread.
+#[derive(Clone)]
+pub struct Upstreams {
+    pub h1: Client<HttpConnector, Body>,
+    pub h2: Client<HttpConnector, Body>,
+    pub h1_tls: Client<upstream_tls::HttpsConnector, Body>,
+    pub h2_tls: Client<upstream_tls::HttpsConnector, Body>,
+}
+
+thread_local! {
+    static UPSTREAMS: Upstreams = Upstreams::new();
+}
+
+// === impl Upstreams ===
+
+impl Upstreams {
+    fn new() -> Self {
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        connector.set_connect_timeout(Some(std::time::Duration::from_secs(10)));
+        let idle = std::time::Duration::from_secs(60);
+        Self {
+            h1: Client::builder(TokioExecutor::new())
+                .pool_idle_timeout(idle)
+                .pool_max_idle_per_host(256)
+                .build(connector.clone()),
+            h2: Client::builder(TokioExecutor::new())
+                .http2_only(true)
+                .pool_idle_timeout(idle)
+                .build(connector.clone()),
+            h1_tls: Client::builder(TokioExecutor::new())
+                .pool_idle_timeout(idle)
+                .build(upstream_tls::HttpsConnector::new(connector.clone(), false)),
+            h2_tls: Client::builder(TokioExecutor::new())
+                .http2_only(true)
+                .pool_idle_timeout(idle)
+                .build(upstream_tls::HttpsConnector::new(connector, true)),
+        }
+    }
+
+    /// This thread's clients.
+    pub fn with<T>(f: impl FnOnce(&Upstreams) -> T) -> T {
+        UPSTREAMS.with(f)
+    }
 }
 
 // === impl DataPlane ===
@@ -47,34 +90,12 @@ pub struct DataPlane {
 impl DataPlane {
     pub fn new(access_log: Option<access_log::AccessLog>, cert_dir: std::path::PathBuf) -> Self {
         let metrics = Arc::new(metrics::Metrics::default());
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(std::time::Duration::from_secs(10)));
-        let h1 = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(std::time::Duration::from_secs(60))
-            .pool_max_idle_per_host(256)
-            .build(connector.clone());
-        let h2 = Client::builder(TokioExecutor::new())
-            .http2_only(true)
-            .pool_idle_timeout(std::time::Duration::from_secs(60))
-            .build(connector.clone());
-        let h1_tls = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(std::time::Duration::from_secs(60))
-            .build(upstream_tls::HttpsConnector::new(connector.clone(), false));
-        let h2_tls = Client::builder(TokioExecutor::new())
-            .http2_only(true)
-            .pool_idle_timeout(std::time::Duration::from_secs(60))
-            .build(upstream_tls::HttpsConnector::new(connector, true));
         Self {
             routes: ArcSwap::from_pointee(route::RouteTable::empty()),
             runtimes: Arc::new(target_group::Runtimes::new(metrics.clone())),
             metrics,
             access_log,
             cert_dir,
-            h1,
-            h2,
-            h1_tls,
-            h2_tls,
         }
     }
 

@@ -368,17 +368,19 @@ impl DataPlane {
 
 impl DataPlane {
     /// The pooled client for the group's protocol and version.
-    async fn send_upstream(
+    fn send_upstream(
         &self,
         tg: &TargetGroupRuntime,
         req: Request<Body>,
-    ) -> Result<Response<Incoming>, hyper_util::client::legacy::Error> {
-        match (tg.https, tg.version == UpVersion::Http1) {
-            (false, true) => self.h1.request(req).await,
-            (false, false) => self.h2.request(req).await,
-            (true, true) => self.h1_tls.request(req).await,
-            (true, false) => self.h2_tls.request(req).await,
-        }
+    ) -> hyper_util::client::legacy::ResponseFuture {
+        let http1 = tg.version == UpVersion::Http1;
+        let call = super::Upstreams::with(|u| match (tg.https, http1) {
+            (false, true) => u.h1.request(req),
+            (false, false) => u.h2.request(req),
+            (true, true) => u.h1_tls.request(req),
+            (true, false) => u.h2_tls.request(req),
+        });
+        call
     }
 }
 

@@ -22,6 +22,74 @@ use super::DataPlane;
 /// How long in-flight requests get to finish after a shutdown signal.
 pub const DRAIN: Duration = Duration::from_secs(30);
 
+/// Binds `addr` `n` times with `SO_REUSEPORT` (the first bind picks the port when it is 0), so
+/// the kernel spreads connections over one listener per data-plane thread.
+pub fn bind_reuseport(addr: SocketAddr, n: usize) -> std::io::Result<Vec<std::net::TcpListener>> {
+    let mut out = Vec::with_capacity(n);
+    let mut addr = addr;
+    for _ in 0..n.max(1) {
+        let socket = if addr.is_ipv4() {
+            tokio::net::TcpSocket::new_v4()?
+        } else {
+            tokio::net::TcpSocket::new_v6()?
+        };
+        socket.set_reuseaddr(true)?;
+        socket.set_reuseport(true)?;
+        socket.set_nodelay(true)?;
+        socket.bind(addr)?;
+        // Listening registers with the calling runtime; `into_std` hands the socket back so
+        // each data-plane thread can register it with its own.
+        let std = socket.listen(1024)?.into_std()?;
+        addr = std.local_addr()?;
+        out.push(std);
+    }
+    Ok(out)
+}
+
+/// Runs the plain listener on one thread per listener, each with its own single-threaded
+/// runtime and upstream pool: a request never crosses threads. Returns when all have drained.
+pub async fn serve_plain_per_core(
+    dp: Arc<DataPlane>,
+    listeners: Vec<std::net::TcpListener>,
+    shutdown: watch::Receiver<bool>,
+) {
+    let mut done = Vec::new();
+    for (i, l) in listeners.into_iter().enumerate() {
+        let dp = dp.clone();
+        let shutdown = shutdown.clone();
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let spawned = std::thread::Builder::new()
+            .name(format!("data-plane-{i}"))
+            .spawn(move || {
+                let rt = match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(rt) => rt,
+                    Err(e) => {
+                        tracing::error!("data-plane thread {i}: {e}");
+                        return;
+                    }
+                };
+                rt.block_on(async move {
+                    let _ = l.set_nonblocking(true);
+                    match TcpListener::from_std(l) {
+                        Ok(listener) => serve_plain(dp, listener, shutdown).await,
+                        Err(e) => tracing::error!("data-plane thread {i}: {e}"),
+                    }
+                });
+                let _ = tx.send(());
+            });
+        match spawned {
+            Ok(_) => done.push(rx),
+            Err(e) => tracing::error!("cannot start data-plane thread {i}: {e}"),
+        }
+    }
+    for rx in done {
+        let _ = rx.await;
+    }
+}
+
 /// Serves HTTP listeners on `listener` until `shutdown` fires, then drains.
 pub async fn serve_plain(
     dp: Arc<DataPlane>,
