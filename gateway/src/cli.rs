@@ -29,7 +29,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the API, the data plane and every engine.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Check config files without applying them; prints every error with its JSON pointer.
     Validate {
         /// A JSON config file or a folder of them.
@@ -93,7 +93,7 @@ where
 {
     let cli = Cli::try_parse_from(args)?;
     match cli.command {
-        Command::Serve(args) => serve(args).await,
+        Command::Serve(args) => serve(*args).await,
         Command::Validate { paths } => validate(paths).await,
         Command::Apply { path, endpoint } => apply(path, endpoint).await,
         Command::Schema => print_schema(),
@@ -123,7 +123,7 @@ pub fn main() -> std::process::ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.command {
-            Command::Serve(args) => serve(args).await,
+            Command::Serve(args) => serve(*args).await,
             Command::Validate { paths } => validate(paths).await,
             Command::Apply { path, endpoint } => apply(path, endpoint).await,
             Command::Schema => print_schema(),

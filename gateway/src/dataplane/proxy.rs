@@ -374,13 +374,12 @@ impl DataPlane {
         req: Request<Body>,
     ) -> hyper_util::client::legacy::ResponseFuture {
         let http1 = tg.version == UpVersion::Http1;
-        let call = super::Upstreams::with(|u| match (tg.https, http1) {
+        super::Upstreams::with(|u| match (tg.https, http1) {
             (false, true) => u.h1.request(req),
             (false, false) => u.h2.request(req),
             (true, true) => u.h1_tls.request(req),
             (true, false) => u.h2_tls.request(req),
-        });
-        call
+        })
     }
 }
 
