@@ -154,7 +154,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         access_log,
         args.data_dir.join("certificates"),
     ));
-    let controller = Arc::new(Controller::load(store, arn, dataplane.clone()).await?);
+    let controller =
+        Arc::new(Controller::load(store.clone(), arn.clone(), dataplane.clone()).await?);
 
     let bind = |addr: SocketAddr, what: &'static str| async move {
         TcpListener::bind(addr)
@@ -175,10 +176,22 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
 
     // === engines: each domain crate's API service and targets, wired here and only here ===
     let targets = Arc::new(trellis_core::target::TargetRegistry::default());
-    let json_services: Vec<Arc<dyn trellis_core::api::JsonService>> = vec![];
-    let rest_services: Vec<Arc<dyn trellis_core::api::RestService>> = vec![controller.clone()];
-    let query_services: Vec<Arc<dyn trellis_core::api::QueryService>> = vec![];
-    let _ = &targets;
+    let step_functions =
+        trellis_workflows::service::start(store.clone(), arn.clone(), targets.clone()).await?;
+    let json_services: Vec<Arc<dyn trellis_core::api::JsonService>> = vec![step_functions];
+    let lambda = trellis_functions::Lambda::load(
+        store.clone(),
+        arn.clone(),
+        &args.data_dir,
+        targets.clone(),
+    )
+    .await?;
+    let rest_services: Vec<Arc<dyn trellis_core::api::RestService>> =
+        vec![controller.clone(), Arc::new(lambda)];
+    let query_services: Vec<Arc<dyn trellis_core::api::QueryService>> = vec![
+        Arc::new(trellis_functions::Sts::new(arn.clone())),
+        Arc::new(trellis_functions::Iam::new(store.clone(), arn.clone())),
+    ];
     // === end engines ===
 
     let ready = ready_line(&api_listener, &listen, &listen_tls)?;

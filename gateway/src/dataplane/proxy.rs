@@ -11,15 +11,28 @@ use http::{Method, Request, Response, StatusCode, Version};
 use http_body_util::{BodyExt, Empty, Full};
 use hyper::body::Incoming;
 
-use super::route::{Action, Resolved, RulePolicy};
-use super::target_group::{Outcome, TargetGroupRuntime, Version as UpVersion};
+use super::route::{Action, Resolved, RulePolicy, WeightedGroup};
+use super::target_group::{Endpoint, Outcome, TargetGroupRuntime, Version as UpVersion};
 use super::{Body, DataPlane};
+
+/// What forwarding produced: the answer, the target that gave it, and how long it took.
+type Forwarded = (Response<Body>, Option<Arc<Endpoint>>, Option<Duration>);
 
 /// What the accept phase knows about the connection a request came on.
 #[derive(Debug, Clone)]
 pub struct ConnInfo {
     pub peer: SocketAddr,
     pub tls: bool,
+    /// The peer's IP as a header value, made once per connection for `x-forwarded-for`.
+    pub peer_ip: HeaderValue,
+}
+
+impl ConnInfo {
+    pub fn new(peer: SocketAddr, tls: bool) -> Self {
+        let peer_ip = HeaderValue::from_str(&peer.ip().to_string())
+            .unwrap_or_else(|_| HeaderValue::from_static(""));
+        Self { peer, tls, peer_ip }
+    }
 }
 
 /// Why the auth phase refused a request (filled in by the auth policies).
@@ -49,8 +62,8 @@ pub struct Served<'a> {
     pub status: u16,
     pub service_arn: Option<&'a str>,
     pub network_arn: Option<&'a str>,
-    pub target_group_arn: Option<String>,
-    pub target: Option<String>,
+    pub target_group: Option<Arc<TargetGroupRuntime>>,
+    pub target: Option<Arc<Endpoint>>,
     pub auth_denied: Option<String>,
     pub upstream_time: Option<Duration>,
 }
@@ -86,7 +99,7 @@ impl Served<'_> {
             status,
             service_arn: None,
             network_arn: None,
-            target_group_arn: None,
+            target_group: None,
             target: None,
             auth_denied: None,
             upstream_time: None,
@@ -143,11 +156,12 @@ impl DataPlane {
                     empty(StatusCode::from_u16(*code).unwrap_or(StatusCode::SERVICE_UNAVAILABLE))
                 }
                 Action::Forward(groups) => {
-                    let tg = groups.pick().clone();
+                    let group = groups.pick();
                     let upgrade = wants_upgrade(&req).then(|| hyper::upgrade::on(&mut req));
-                    let (resp, target, took) =
-                        self.forward(req, &tg, &resolved, conn, port, upgrade).await;
-                    served.target_group_arn = Some(tg.arn.clone());
+                    let (resp, target, took) = self
+                        .forward(req, group, &groups.network_header, &resolved, conn, upgrade)
+                        .await;
+                    served.target_group = Some(group.runtime.clone());
                     served.target = target;
                     served.upstream_time = took;
                     resp
@@ -182,16 +196,17 @@ impl DataPlane {
         }
     }
 
-    /// Sends the request to a target of `tg`, with the rule's timeout and retries.
+    /// Sends the request to a target of the picked group, with the rule's timeout and retries.
     async fn forward(
         &self,
         req: Request<Incoming>,
-        tg: &Arc<TargetGroupRuntime>,
+        group: &WeightedGroup,
+        network_header: &HeaderValue,
         resolved: &Resolved<'_>,
         conn: &ConnInfo,
-        listener_port: u16,
         client_upgrade: Option<hyper::upgrade::OnUpgrade>,
-    ) -> (Response<Body>, Option<String>, Option<Duration>) {
+    ) -> Forwarded {
+        let tg = &group.runtime;
         if tg.kind != "IP" && tg.kind != "INSTANCE" {
             // LAMBDA and WASM target groups are served by the functions engine once it is wired.
             return (
@@ -222,15 +237,25 @@ impl DataPlane {
             && client_upgrade.is_none();
         let attempts = if retriable { policy.retries + 1 } else { 1 };
         let mut body = Some(body);
-        let headers = forwarded_headers(
-            &parts.headers,
+        let mut headers = Some(forwarded_headers(
+            parts.headers,
             conn,
-            listener_port,
-            resolved,
-            tg,
+            &resolved.listener.port_header,
+            network_header,
+            &group.target_header,
             client_upgrade.is_some(),
-        );
-        let mut last: Option<(Response<Body>, Option<String>, Option<Duration>)> = None;
+        ));
+        let path_and_query = parts
+            .uri
+            .path_and_query()
+            .cloned()
+            .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/"));
+        let scheme = if tg.https {
+            http::uri::Scheme::HTTPS
+        } else {
+            http::uri::Scheme::HTTP
+        };
+        let mut last: Option<Forwarded> = None;
 
         for attempt in 0..attempts {
             let Some(ep) = tg.pick() else {
@@ -252,20 +277,18 @@ impl DataPlane {
             } else {
                 Version::HTTP_2
             };
-            let pq = parts
-                .uri
-                .path_and_query()
-                .map(|p| p.as_str())
-                .unwrap_or("/");
-            let scheme = if tg.https { "https" } else { "http" };
-            let uri = format!("{scheme}://{}{}", ep.authority, pq);
+            let uri = http::Uri::builder()
+                .scheme(scheme.clone())
+                .authority(ep.authority.clone())
+                .path_and_query(path_and_query.clone())
+                .build();
             let up_body: Body = match body.take() {
                 Some(b) => b.map_err(Into::into).boxed(),
                 None => Empty::new().map_err(|never| match never {}).boxed(),
             };
             let mut up = Request::new(up_body);
             *up.method_mut() = parts.method.clone();
-            *up.uri_mut() = match uri.parse() {
+            *up.uri_mut() = match uri {
                 Ok(u) => u,
                 Err(_) => {
                     return (
@@ -276,7 +299,12 @@ impl DataPlane {
                 }
             };
             *up.version_mut() = version;
-            *up.headers_mut() = headers.clone();
+            // The last attempt takes the headers; earlier ones send a copy.
+            *up.headers_mut() = if attempt + 1 == attempts {
+                headers.take().unwrap_or_default()
+            } else {
+                headers.clone().unwrap_or_default()
+            };
 
             // Guards, not paired adds: a client that goes away drops this future midway.
             let ep_guard = InFlight::enter(&ep.outstanding);
@@ -291,7 +319,7 @@ impl DataPlane {
                 None => Some(call.await),
             };
             drop((ep_guard, tg_guard));
-            let target = Some(ep.authority.clone());
+            let target = Some(ep.clone());
             let took = Some(sent.elapsed());
             match result {
                 None => {
@@ -427,57 +455,39 @@ async fn inject_fault(policy: &RulePolicy) -> Option<Response<Body>> {
 /// The request headers a target receives: the client's, less hop-by-hop headers and any
 /// Lattice headers the client tried to set, plus the Lattice and forwarding headers.
 fn forwarded_headers(
-    incoming: &HeaderMap,
+    mut h: HeaderMap,
     conn: &ConnInfo,
-    listener_port: u16,
-    resolved: &Resolved<'_>,
-    tg: &TargetGroupRuntime,
+    port_header: &HeaderValue,
+    network_header: &HeaderValue,
+    target_header: &HeaderValue,
     upgrade: bool,
 ) -> HeaderMap {
-    let mut h = HeaderMap::with_capacity(incoming.len() + 6);
-    for (k, v) in incoming {
-        let name = k.as_str();
-        if name.starts_with("x-amzn-lattice-")
-            || name == "x-forwarded-port"
-            || name == "x-forwarded-proto"
-        {
-            continue;
-        }
-        h.append(k.clone(), v.clone());
+    let forged: Vec<HeaderName> = h
+        .keys()
+        .filter(|k| k.as_str().starts_with("x-amzn-lattice-"))
+        .cloned()
+        .collect();
+    for k in forged {
+        h.remove(k);
     }
     strip_hop_by_hop(&mut h, upgrade);
     if upgrade {
         h.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
     }
-    let ip = conn.peer.ip().to_string();
-    let xff = match incoming.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
-        Some(prev) => format!("{prev}, {ip}"),
-        None => ip,
+    let xff = match h.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
+        Some(prev) => HeaderValue::from_str(&format!("{prev}, {}", conn.peer.ip())).ok(),
+        None => Some(conn.peer_ip.clone()),
     };
-    if let Ok(v) = HeaderValue::from_str(&xff) {
+    if let Some(v) = xff {
         h.insert(X_FORWARDED_FOR.clone(), v);
     }
-    h.insert(X_FORWARDED_PORT.clone(), HeaderValue::from(listener_port));
+    h.insert(X_FORWARDED_PORT.clone(), port_header.clone());
     h.insert(
         X_FORWARDED_PROTO.clone(),
         HeaderValue::from_static(if conn.tls { "https" } else { "http" }),
     );
-    let network = match &resolved.service.network_arn {
-        Some(n) => format!("ServiceNetworkArn={n}"),
-        None => "SourceVpcArn=".to_string(),
-    };
-    if let Ok(v) = HeaderValue::from_str(&network) {
-        h.insert(LATTICE_NETWORK.clone(), v);
-    }
-    let target = format!(
-        "ServiceArn={}; ServiceNetworkArn={}; TargetGroupArn={}",
-        resolved.service.arn,
-        resolved.service.network_arn.as_deref().unwrap_or(""),
-        tg.arn
-    );
-    if let Ok(v) = HeaderValue::from_str(&target) {
-        h.insert(LATTICE_TARGET.clone(), v);
-    }
+    h.insert(LATTICE_NETWORK.clone(), network_header.clone());
+    h.insert(LATTICE_TARGET.clone(), target_header.clone());
     h.insert(
         LATTICE_IDENTITY.clone(),
         HeaderValue::from_static("Principal=Anonymous"),

@@ -39,6 +39,8 @@ pub struct ListenerRoute {
     pub arn: String,
     pub protocol: Protocol,
     pub port: u16,
+    /// `x-forwarded-port`, made once.
+    pub port_header: http::HeaderValue,
     pub rules: Vec<Rule>,
     pub default_action: Action,
 }
@@ -80,8 +82,18 @@ pub enum Action {
 
 /// Target groups with cumulative weights, for one weighted pick per request.
 pub struct WeightedGroups {
-    pub groups: Vec<(u64, Arc<TargetGroupRuntime>)>,
+    pub groups: Vec<WeightedGroup>,
     pub total: u64,
+    /// `x-amzn-lattice-network` for the service these groups belong to, made once.
+    pub network_header: http::HeaderValue,
+}
+
+pub struct WeightedGroup {
+    /// Cumulative weight up to and including this group.
+    pub cumulative: u64,
+    pub runtime: Arc<TargetGroupRuntime>,
+    /// `x-amzn-lattice-target` for this service and group, made once.
+    pub target_header: http::HeaderValue,
 }
 
 /// Trellis extensions on a rule (or a listener's default action), set with `trellis:` tags:
@@ -137,7 +149,7 @@ impl RouteTable {
                 .unwrap_or_default()
         };
         let groups = runtimes.sync(state, &tags);
-        let action_of = |a: &Value| -> Action {
+        let action_of = |a: &Value, service_arn: &str, network_arn: Option<&str>| -> Action {
             if let Some(code) = a["fixedResponse"]["statusCode"].as_u64() {
                 return Action::Fixed(code as u16);
             }
@@ -153,7 +165,16 @@ impl RouteTable {
                 if let Some(rt) = groups.get(id) {
                     if w > 0 {
                         total += w;
-                        list.push((total, rt.clone()));
+                        let target = format!(
+                            "ServiceArn={service_arn}; ServiceNetworkArn={}; TargetGroupArn={}",
+                            network_arn.unwrap_or(""),
+                            rt.arn
+                        );
+                        list.push(WeightedGroup {
+                            cumulative: total,
+                            runtime: rt.clone(),
+                            target_header: header_value(&target),
+                        });
                     }
                 }
             }
@@ -161,15 +182,26 @@ impl RouteTable {
                 // Forward to nothing: Lattice answers as if no target were healthy.
                 return Action::Fixed(503);
             }
+            let network = match network_arn {
+                Some(n) => format!("ServiceNetworkArn={n}"),
+                None => "SourceVpcArn=".to_string(),
+            };
             Action::Forward(Arc::new(WeightedGroups {
                 groups: list,
                 total,
+                network_header: header_value(&network),
             }))
         };
 
         let mut hosts = HashMap::new();
         for svc in state.all(kind::SERVICE) {
             let id = svc["id"].as_str().unwrap_or_default();
+            let arn = svc["arn"].as_str().unwrap_or_default().to_string();
+            let network_arn = state
+                .all(kind::SN_SERVICE_ASSOC)
+                .find(|a| a["serviceId"] == id)
+                .and_then(|a| a["serviceNetworkArn"].as_str().map(str::to_string));
+            let net = network_arn.as_deref();
             let mut listeners: Vec<ListenerRoute> = state
                 .all(kind::LISTENER)
                 .filter(|l| l["serviceId"] == id)
@@ -178,7 +210,9 @@ impl RouteTable {
                     let mut rules: Vec<Rule> = state
                         .all(kind::RULE)
                         .filter(|r| &r["listenerId"] == lid)
-                        .map(|r| compile_rule(r, action_of(&r["action"]), &tags(&r["arn"])))
+                        .map(|r| {
+                            compile_rule(r, action_of(&r["action"], &arn, net), &tags(&r["arn"]))
+                        })
                         .collect();
                     rules.sort_by_key(|r| r.priority);
                     ListenerRoute {
@@ -189,17 +223,15 @@ impl RouteTable {
                             _ => Protocol::Http,
                         },
                         port: l["port"].as_u64().unwrap_or(80) as u16,
+                        port_header: http::HeaderValue::from(
+                            l["port"].as_u64().unwrap_or(80) as u16
+                        ),
                         rules,
-                        default_action: action_of(&l["defaultAction"]),
+                        default_action: action_of(&l["defaultAction"], &arn, net),
                     }
                 })
                 .collect();
             listeners.sort_by_key(|l| l.port);
-            let network_arn = state
-                .all(kind::SN_SERVICE_ASSOC)
-                .find(|a| a["serviceId"] == id)
-                .and_then(|a| a["serviceNetworkArn"].as_str().map(str::to_string));
-            let arn = svc["arn"].as_str().unwrap_or_default().to_string();
             let route = Arc::new(ServiceRoute {
                 id: id.to_string(),
                 name: svc["name"].as_str().unwrap_or_default().to_string(),
@@ -448,14 +480,19 @@ impl RulePolicy {
 
 impl WeightedGroups {
     /// One target group, chosen with probability proportional to its weight.
-    pub fn pick(&self) -> &Arc<TargetGroupRuntime> {
+    pub fn pick(&self) -> &WeightedGroup {
         if self.groups.len() == 1 {
-            return &self.groups[0].1;
+            return &self.groups[0];
         }
         let r = fastrand::u64(0..self.total);
-        let i = self.groups.partition_point(|(cum, _)| *cum <= r);
-        &self.groups[i.min(self.groups.len() - 1)].1
+        let i = self.groups.partition_point(|g| g.cumulative <= r);
+        &self.groups[i.min(self.groups.len() - 1)]
     }
+}
+
+/// A header value from text made by us (ARNs); falls back to empty rather than failing a route.
+fn header_value(s: &str) -> http::HeaderValue {
+    http::HeaderValue::from_str(s).unwrap_or_else(|_| http::HeaderValue::from_static(""))
 }
 
 #[cfg(test)]

@@ -103,7 +103,7 @@ pub async fn serve_plain(
             accepted = listener.accept() => {
                 let Ok((stream, peer)) = accepted else { continue };
                 let _ = stream.set_nodelay(true);
-                let conn = serve_http(&builder, &dp, TokioIo::new(stream), ConnInfo { peer, tls: false });
+                let conn = serve_http(&builder, &dp, TokioIo::new(stream), ConnInfo::new(peer, false));
                 let conn = graceful.watch(conn);
                 let dp = dp.clone();
                 tokio::spawn(async move {
@@ -208,7 +208,7 @@ async fn accept_tls(
             let Action::Forward(groups) = &listener.default_action else {
                 return Ok(());
             };
-            let tg = groups.pick().clone();
+            let tg = groups.pick().runtime.clone();
             let Some(ep) = tg.pick() else {
                 return Err(std::io::Error::other("no healthy target for passthrough"));
             };
@@ -235,12 +235,7 @@ async fn accept_tls(
                 .accept(super::tls::Rewind::new(hello, stream))
                 .await?;
             let builder = auto::Builder::new(TokioExecutor::new());
-            let conn = serve_http(
-                &builder,
-                dp,
-                TokioIo::new(tls),
-                ConnInfo { peer, tls: true },
-            );
+            let conn = serve_http(&builder, dp, TokioIo::new(tls), ConnInfo::new(peer, true));
             let _ = watcher.watch(conn).await;
             Ok(())
         }

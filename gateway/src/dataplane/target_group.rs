@@ -36,7 +36,7 @@ pub enum Balancing {
 pub struct Endpoint {
     pub addr: SocketAddr,
     /// `ip:port`, for the upstream URI and logs.
-    pub authority: String,
+    pub authority: http::uri::Authority,
     pub health: AtomicU8,
     pub outstanding: AtomicUsize,
     consecutive_failures: AtomicU32,
@@ -102,7 +102,10 @@ impl Endpoint {
     fn new(addr: SocketAddr) -> Self {
         Self {
             addr,
-            authority: addr.to_string(),
+            authority: addr
+                .to_string()
+                .parse()
+                .expect("a socket address is a valid authority"),
             health: AtomicU8::new(INITIAL),
             outstanding: AtomicUsize::new(0),
             consecutive_failures: AtomicU32::new(0),
