@@ -761,3 +761,57 @@ async fn https_target_groups_get_tls_to_the_target() {
     assert_eq!(r.status, 200);
     assert_eq!(&r.body[..], b"over tls");
 }
+
+#[tokio::test]
+async fn access_log_and_metrics_report_each_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("access.log");
+    let t = Trellis::start(dir.path(), &["--access-log", log.to_str().unwrap()]);
+    let c = t.lattice();
+    let echo = Echo::start("logged").await;
+    let tg = target_group(&c, "logged-tg", &[echo.addr]).await;
+    let (_, dns, _) = service(&c, "logged", forward(&[(&tg, 1)])).await;
+    assert_eq!(get(t.listen, &dns, "/orders?id=1").await.status, 200);
+    assert_eq!(get(t.listen, "unknown.example", "/").await.status, 404);
+
+    let mut lines = Vec::new();
+    assert!(
+        eventually(Duration::from_secs(5), || {
+            lines = std::fs::read_to_string(&log)
+                .unwrap_or_default()
+                .lines()
+                .map(str::to_string)
+                .collect();
+            std::future::ready(lines.len() >= 2)
+        })
+        .await
+    );
+    let entry: serde_json::Value = serde_json::from_str(&lines[0]).unwrap();
+    assert_eq!(entry["requestMethod"], "GET");
+    assert_eq!(entry["requestPath"], "/orders");
+    assert_eq!(entry["responseCode"], 200);
+    assert_eq!(
+        entry["targetGroupArn"],
+        format!("arn:aws:vpc-lattice:us-east-1:000000000000:targetgroup/{tg}")
+    );
+    assert_eq!(entry["targetIpPort"], echo.addr.to_string());
+    assert!(entry["serviceArn"]
+        .as_str()
+        .unwrap()
+        .contains(":service/svc-"));
+    assert!(entry["duration"].is_u64());
+    let missed: serde_json::Value = serde_json::from_str(&lines[1]).unwrap();
+    assert_eq!(missed["responseCode"], 404);
+
+    let metrics = get(t.api, "localhost", "/metrics").await;
+    let text = String::from_utf8_lossy(&metrics.body);
+    assert!(text.contains("code=\"2xx\"} 1"), "{text}");
+    assert!(text.contains("trellis_unrouted_requests_total 1"), "{text}");
+    assert!(
+        text.contains("trellis_service_request_duration_seconds_bucket"),
+        "{text}"
+    );
+    assert!(text.contains(&format!("trellis_target_group_requests_total{{target_group=\"arn:aws:vpc-lattice:us-east-1:000000000000:targetgroup/{tg}\"}} 1")), "{text}");
+    let health = get(t.api, "localhost", "/health").await;
+    assert_eq!(health.status, 200);
+}
