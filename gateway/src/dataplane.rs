@@ -16,6 +16,7 @@ use hyper_util::rt::TokioExecutor;
 
 pub mod access_log;
 pub mod health;
+pub mod lambda;
 pub mod metrics;
 pub mod proxy;
 pub mod route;
@@ -36,6 +37,10 @@ pub struct DataPlane {
     pub access_log: Option<access_log::AccessLog>,
     /// Where certificates named by ARN live (`<data-dir>/certificates`).
     pub cert_dir: std::path::PathBuf,
+    /// Functions and other invocable targets, for LAMBDA target groups.
+    pub targets: Arc<trellis_core::target::TargetRegistry>,
+    /// The region in Lattice events.
+    pub region: String,
 }
 
 /// Pooled upstream clients. Each data-plane thread has its own (see [`Upstreams::with`]), so a
@@ -96,7 +101,20 @@ impl DataPlane {
             metrics,
             access_log,
             cert_dir,
+            targets: Arc::new(trellis_core::target::TargetRegistry::default()),
+            region: "us-east-1".into(),
         }
+    }
+
+    /// Uses `targets` (shared with the other engines) for LAMBDA target groups.
+    pub fn with_targets(
+        mut self,
+        targets: Arc<trellis_core::target::TargetRegistry>,
+        region: &str,
+    ) -> Self {
+        self.targets = targets;
+        self.region = region.to_string();
+        self
     }
 
     /// Compiles `state` and swaps the new route table in.

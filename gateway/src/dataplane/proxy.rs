@@ -207,12 +207,14 @@ impl DataPlane {
         client_upgrade: Option<hyper::upgrade::OnUpgrade>,
     ) -> Forwarded {
         let tg = &group.runtime;
+        if tg.kind == "LAMBDA" {
+            return (self.invoke_function(req, tg, resolved).await, None, None);
+        }
         if tg.kind != "IP" && tg.kind != "INSTANCE" {
-            // LAMBDA and WASM target groups are served by the functions engine once it is wired.
             return (
                 text(
                     StatusCode::BAD_GATEWAY,
-                    "target group type not served yet\n",
+                    "Bad Gateway: target group type not served\n",
                 ),
                 None,
                 None,
@@ -395,6 +397,61 @@ impl DataPlane {
 }
 
 impl DataPlane {
+    /// A LAMBDA target group: the request as a Lattice event to the group's function.
+    async fn invoke_function(
+        &self,
+        req: Request<Incoming>,
+        tg: &TargetGroupRuntime,
+        resolved: &Resolved<'_>,
+    ) -> Response<Body> {
+        let Some(function) = tg.functions.first() else {
+            return text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Service Unavailable: no function registered\n",
+            );
+        };
+        let (parts, body) = match super::lambda::read_body(req).await {
+            Ok(x) => x,
+            Err(resp) => return resp,
+        };
+        let event = super::lambda::event(&parts, &body, resolved, tg, &self.region);
+        tg.metrics.requests.fetch_add(1, Ordering::Relaxed);
+        let call = self
+            .targets
+            .invoke(function, Bytes::from(event.to_string()));
+        let result = match resolved.policy.timeout_ms {
+            Some(ms) => match tokio::time::timeout(Duration::from_millis(ms), call).await {
+                Ok(r) => r,
+                Err(_) => {
+                    tg.metrics.timeouts.fetch_add(1, Ordering::Relaxed);
+                    return text(
+                        StatusCode::GATEWAY_TIMEOUT,
+                        "Gateway Timeout: the function did not answer in time\n",
+                    );
+                }
+            },
+            None => call.await,
+        };
+        match result {
+            Ok(answer) => super::lambda::response(&answer),
+            Err(trellis_core::target::TargetError::NotFound(_)) => text(
+                StatusCode::BAD_GATEWAY,
+                "Bad Gateway: the function does not exist\n",
+            ),
+            Err(trellis_core::target::TargetError::Timeout(_)) => text(
+                StatusCode::GATEWAY_TIMEOUT,
+                "Gateway Timeout: the function timed out\n",
+            ),
+            Err(e) => {
+                tracing::debug!(function = %function, error = %e, "function invocation failed");
+                text(
+                    StatusCode::BAD_GATEWAY,
+                    "Bad Gateway: the function failed\n",
+                )
+            }
+        }
+    }
+
     /// The pooled client for the group's protocol and version.
     fn send_upstream(
         &self,

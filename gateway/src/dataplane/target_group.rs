@@ -74,6 +74,9 @@ pub struct TargetGroupRuntime {
     pub id: String,
     pub arn: String,
     pub kind: String,
+    /// LAMBDA groups: the registered function ARNs and the event version (`V1`/`V2`).
+    pub functions: Vec<String>,
+    pub lambda_event_version: String,
     pub https: bool,
     pub version: Version,
     pub balancing: Balancing,
@@ -330,6 +333,20 @@ fn build(
         metrics: metrics.target_group(&arn),
         arn,
         kind: tg["type"].as_str().unwrap_or("IP").to_string(),
+        functions: if tg["type"] == "LAMBDA" {
+            tg["targets"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|t| t["id"].as_str().map(str::to_string))
+                .collect()
+        } else {
+            Vec::new()
+        },
+        lambda_event_version: config["lambdaEventStructureVersion"]
+            .as_str()
+            .unwrap_or("V1")
+            .to_string(),
         https: config["protocol"] == "HTTPS",
         version,
         balancing,
