@@ -150,10 +150,12 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .as_deref()
         .map(AccessLog::open)
         .transpose()?;
-    let dataplane = Arc::new(DataPlane::new(
-        access_log,
-        args.data_dir.join("certificates"),
-    ));
+    // One registry of invocable targets for every engine and the data plane.
+    let targets = Arc::new(trellis_core::target::TargetRegistry::default());
+    let dataplane = Arc::new(
+        DataPlane::new(access_log, args.data_dir.join("certificates"))
+            .with_targets(targets.clone(), &args.region),
+    );
     let controller =
         Arc::new(Controller::load(store.clone(), arn.clone(), dataplane.clone()).await?);
 
@@ -175,7 +177,6 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }
 
     // === engines: each domain crate's API service and targets, wired here and only here ===
-    let targets = Arc::new(trellis_core::target::TargetRegistry::default());
     let step_functions =
         trellis_workflows::service::start(store.clone(), arn.clone(), targets.clone()).await?;
     let json_services: Vec<Arc<dyn trellis_core::api::JsonService>> = vec![step_functions];
