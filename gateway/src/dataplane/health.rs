@@ -16,16 +16,13 @@ pub fn spawn(rt: Weak<TargetGroupRuntime>) {
     tokio::spawn(async move {
         // (consecutive successes, consecutive failures) per endpoint.
         let mut streaks: HashMap<SocketAddr, (u32, u32)> = HashMap::new();
+        // The first round runs at once, so new targets leave INITIAL quickly.
         let mut first = true;
         loop {
-            let interval = {
-                let Some(rt) = rt.upgrade() else { return };
-                if !first {
-                    // Fall through to probing after the sleep below.
-                }
-                rt.health_check.interval
-            };
             if !first {
+                let Some(interval) = rt.upgrade().map(|rt| rt.health_check.interval) else {
+                    return;
+                };
                 tokio::time::sleep(interval).await;
             }
             first = false;
