@@ -413,16 +413,19 @@ impl Rule {
         }
         self.headers.iter().all(|h| {
             headers.get_all(&h.name).iter().any(|v| {
-                let Ok(v) = v.to_str() else { return false };
-                let v = if h.case_sensitive {
-                    std::borrow::Cow::Borrowed(v)
-                } else {
-                    std::borrow::Cow::Owned(v.to_ascii_lowercase())
+                // Byte comparisons, case folded on the fly: no allocation per request.
+                let (v, want) = (v.as_bytes(), h.value.as_bytes());
+                let same = |a: &[u8]| {
+                    if h.case_sensitive {
+                        a == want
+                    } else {
+                        a.eq_ignore_ascii_case(want)
+                    }
                 };
                 match h.kind {
-                    MatchKind::Exact => *v == h.value,
-                    MatchKind::Prefix => v.starts_with(&h.value),
-                    MatchKind::Contains => v.contains(&h.value),
+                    MatchKind::Exact => same(v),
+                    MatchKind::Prefix => v.len() >= want.len() && same(&v[..want.len()]),
+                    MatchKind::Contains => want.is_empty() || v.windows(want.len()).any(same),
                 }
             })
         })
