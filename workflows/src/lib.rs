@@ -2,7 +2,10 @@
 //! JSONPath dialect, the intrinsic functions, JSONata, and a resumable interpreter that
 //! advances an execution one transition at a time and records AWS-shaped history events.
 //!
-//! The crate owns no I/O and no clock: Task states leave the engine as
+//! [`service`] puts the engine behind the Step Functions API: state machines and executions in
+//! the store, a durable executor (STANDARD) and an in-memory one (EXPRESS), and the Task
+//! integrations through the target registry. The engine modules themselves own no I/O and no
+//! clock: Task states leave the engine as
 //! [`TaskRequest`]s (run them through a [`TaskInvoker`], or complete them later on the
 //! [`Execution`]), waits come back as a wake-up time, and every step takes `now`. An
 //! [`Execution`] is plain serde data, so a durable executor persists it after each
@@ -33,6 +36,7 @@ pub mod jsonata;
 pub mod jsonpath;
 pub mod payload;
 pub mod runner;
+pub mod service;
 pub mod time;
 pub mod validate;
 

@@ -1,0 +1,702 @@
+//! Functions end to end: a real `lambda_runtime` function (`functions/tests/fixtures/echo-fn`,
+//! built once per run and zipped as `bootstrap`) deployed and invoked through the Lambda API with
+//! the AWS SDK for Rust, plus the STS and IAM calls that deploy tools make.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use aws_sdk_lambda::error::ProvideErrorMetadata;
+use aws_sdk_lambda::primitives::Blob;
+use aws_sdk_lambda::types::{
+    AliasRoutingConfiguration, DestinationConfig, Environment, InvocationType, LogType, OnFailure,
+    Runtime, State,
+};
+use common::*;
+use serde_json::{json, Value};
+
+const ROLE: &str = "arn:aws:iam::000000000000:role/lambda-role";
+
+/// The echo function's `bootstrap`, built once per test run.
+fn bootstrap() -> &'static Path {
+    static PATH: OnceLock<PathBuf> = OnceLock::new();
+    PATH.get_or_init(|| {
+        // <target>/debug/trellis → <target>/echo-fn: beside the main build, never locking it.
+        let target = Path::new(env!("CARGO_BIN_EXE_trellis"))
+            .parent()
+            .and_then(Path::parent)
+            .expect("target dir")
+            .join("echo-fn");
+        let manifest = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("functions/tests/fixtures/echo-fn/Cargo.toml");
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let status = std::process::Command::new(cargo)
+            .args(["build", "--quiet", "--manifest-path"])
+            .arg(&manifest)
+            .arg("--target-dir")
+            .arg(&target)
+            .env_remove("RUSTFLAGS")
+            .status()
+            .expect("run cargo for the echo function");
+        assert!(status.success(), "building the echo function failed");
+        target.join("debug/bootstrap")
+    })
+}
+
+/// The echo function as `cargo lambda build --output-format zip` packs it.
+fn echo_zip() -> Vec<u8> {
+    let bin = std::fs::read(bootstrap()).unwrap();
+    zip(&[("bootstrap", 0o100755, &bin)])
+}
+
+/// A stored (uncompressed) zip made "on Unix", so entries carry their modes.
+fn zip(files: &[(&str, u32, &[u8])]) -> Vec<u8> {
+    fn crc32(data: &[u8]) -> u32 {
+        let mut crc = !0u32;
+        for &b in data {
+            crc ^= u32::from(b);
+            for _ in 0..8 {
+                crc = if crc & 1 != 0 {
+                    (crc >> 1) ^ 0xEDB8_8320
+                } else {
+                    crc >> 1
+                };
+            }
+        }
+        !crc
+    }
+    let mut out = Vec::new();
+    let mut central = Vec::new();
+    for (name, mode, data) in files {
+        let offset = out.len() as u32;
+        let crc = crc32(data);
+        let header = |central: bool| {
+            let mut h = Vec::new();
+            let sig: u32 = if central { 0x0201_4b50 } else { 0x0403_4b50 };
+            h.extend_from_slice(&sig.to_le_bytes());
+            if central {
+                h.extend_from_slice(&0x0314u16.to_le_bytes());
+            }
+            h.extend_from_slice(&20u16.to_le_bytes());
+            h.extend_from_slice(&[0; 8]); // flags, method (stored), time, date
+            h.extend_from_slice(&crc.to_le_bytes());
+            h.extend_from_slice(&(data.len() as u32).to_le_bytes());
+            h.extend_from_slice(&(data.len() as u32).to_le_bytes());
+            h.extend_from_slice(&(name.len() as u16).to_le_bytes());
+            h.extend_from_slice(&0u16.to_le_bytes());
+            if central {
+                h.extend_from_slice(&[0; 6]); // comment, disk, internal attributes
+                h.extend_from_slice(&(mode << 16).to_le_bytes());
+                h.extend_from_slice(&offset.to_le_bytes());
+            }
+            h.extend_from_slice(name.as_bytes());
+            h
+        };
+        out.extend(header(false));
+        out.extend_from_slice(data);
+        central.extend(header(true));
+    }
+    let cd_offset = out.len() as u32;
+    out.extend_from_slice(&central);
+    out.extend_from_slice(&0x0605_4b50u32.to_le_bytes());
+    out.extend_from_slice(&[0; 4]);
+    out.extend_from_slice(&(files.len() as u16).to_le_bytes());
+    out.extend_from_slice(&(files.len() as u16).to_le_bytes());
+    out.extend_from_slice(&(central.len() as u32).to_le_bytes());
+    out.extend_from_slice(&cd_offset.to_le_bytes());
+    out.extend_from_slice(&0u16.to_le_bytes());
+    out
+}
+
+fn lambda(t: &Trellis) -> aws_sdk_lambda::Client {
+    let config = aws_sdk_lambda::Config::builder()
+        .behavior_version(aws_sdk_lambda::config::BehaviorVersion::latest())
+        .region(aws_sdk_lambda::config::Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_lambda::config::Credentials::new(
+            "AKIDTEST", "secret", None, None, "test",
+        ))
+        .endpoint_url(t.endpoint())
+        .http_client(aws_smithy_http_client::Builder::new().build_http())
+        .timeout_config(
+            aws_sdk_lambda::config::timeout::TimeoutConfig::builder()
+                .operation_timeout(Duration::from_secs(60))
+                .build(),
+        )
+        .retry_config(aws_sdk_lambda::config::retry::RetryConfig::disabled())
+        .build();
+    aws_sdk_lambda::Client::from_conf(config)
+}
+
+/// Creates the echo function `name` with `timeout` seconds and `vars`.
+async fn create(c: &aws_sdk_lambda::Client, name: &str, timeout: i32, vars: &[(&str, &str)]) {
+    let mut env = Environment::builder();
+    for (k, v) in vars {
+        env = env.variables(*k, *v);
+    }
+    let out = c
+        .create_function()
+        .function_name(name)
+        .runtime(Runtime::Providedal2023)
+        .role(ROLE)
+        .handler("bootstrap")
+        .timeout(timeout)
+        .memory_size(256)
+        .environment(env.build())
+        .code(
+            aws_sdk_lambda::types::FunctionCode::builder()
+                .zip_file(Blob::new(echo_zip()))
+                .build(),
+        )
+        .send()
+        .await
+        .expect("create function");
+    assert_eq!(out.state(), Some(&State::Active));
+    assert_eq!(
+        out.last_update_status(),
+        Some(&aws_sdk_lambda::types::LastUpdateStatus::Successful)
+    );
+}
+
+/// A synchronous invoke: (payload as JSON, function error, log tail, executed version).
+async fn invoke(
+    c: &aws_sdk_lambda::Client,
+    name: &str,
+    payload: Value,
+) -> (Value, Option<String>, String, String) {
+    let out = c
+        .invoke()
+        .function_name(name)
+        .payload(Blob::new(payload.to_string()))
+        .log_type(LogType::Tail)
+        .send()
+        .await
+        .expect("invoke");
+    assert_eq!(out.status_code(), 200);
+    let body: Value = serde_json::from_slice(out.payload().unwrap().as_ref()).unwrap();
+    let logs = out
+        .log_result()
+        .map(|l| {
+            String::from_utf8(trellis_core_base64_decode(l)).expect("log tail is UTF-8 base64")
+        })
+        .unwrap_or_default();
+    (
+        body,
+        out.function_error().map(str::to_string),
+        logs,
+        out.executed_version().unwrap_or_default().to_string(),
+    )
+}
+
+fn trellis_core_base64_decode(s: &str) -> Vec<u8> {
+    let table = |c: u8| -> u32 {
+        match c {
+            b'A'..=b'Z' => (c - b'A') as u32,
+            b'a'..=b'z' => (c - b'a' + 26) as u32,
+            b'0'..=b'9' => (c - b'0' + 52) as u32,
+            b'+' => 62,
+            _ => 63,
+        }
+    };
+    let bytes: Vec<u8> = s.bytes().filter(|&b| b != b'=').collect();
+    let mut out = Vec::new();
+    for chunk in bytes.chunks(4) {
+        let mut n = 0u32;
+        for (i, &c) in chunk.iter().enumerate() {
+            n |= table(c) << (18 - 6 * i);
+        }
+        let take = chunk.len() - 1;
+        out.extend_from_slice(&[(n >> 16) as u8, (n >> 8) as u8, n as u8][..take]);
+    }
+    out
+}
+
+fn base64(data: &[u8]) -> String {
+    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for chunk in data.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            out.push(if i <= chunk.len() {
+                T[(n >> (18 - 6 * i) & 63) as usize] as char
+            } else {
+                '='
+            });
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn create_invoke_and_the_runtime_contract() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = Trellis::start(dir.path(), &[]);
+    let c = lambda(&t);
+    create(&c, "echo", 10, &[("GREETING", "hello")]).await;
+
+    let before = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    let context = base64(br#"{"custom":{"tenant":"t-1"},"environment":{}}"#);
+    let out = c
+        .invoke()
+        .function_name("echo")
+        .client_context(context)
+        .payload(Blob::new(r#"{"echo":"hi","n":[1,2,3]}"#))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(out.status_code(), 200);
+    assert_eq!(out.function_error(), None);
+    assert_eq!(out.executed_version(), Some("$LATEST"));
+    let body: Value = serde_json::from_slice(out.payload().unwrap().as_ref()).unwrap();
+    assert_eq!(body["event"], json!({"echo": "hi", "n": [1, 2, 3]}));
+    let env = &body["env"];
+    assert_eq!(env["AWS_LAMBDA_FUNCTION_NAME"], "echo");
+    assert_eq!(env["AWS_LAMBDA_FUNCTION_MEMORY_SIZE"], "256");
+    assert_eq!(env["AWS_LAMBDA_FUNCTION_VERSION"], "$LATEST");
+    assert_eq!(env["AWS_REGION"], "us-east-1");
+    assert_eq!(env["_HANDLER"], "bootstrap");
+    assert_eq!(env["GREETING"], "hello");
+    assert_eq!(env["AWS_LAMBDA_LOG_GROUP_NAME"], "/aws/lambda/echo");
+    assert!(env["AWS_LAMBDA_LOG_STREAM_NAME"]
+        .as_str()
+        .unwrap()
+        .contains("[$LATEST]"));
+    assert!(env["LAMBDA_TASK_ROOT"].as_str().unwrap().starts_with('/'));
+    let runtime_api = env["AWS_LAMBDA_RUNTIME_API"].as_str().unwrap();
+    assert!(runtime_api.starts_with("127.0.0.1:"), "{runtime_api}");
+    let ctx = &body["context"];
+    assert_eq!(
+        ctx["invoked_function_arn"],
+        "arn:aws:lambda:us-east-1:000000000000:function:echo"
+    );
+    let deadline = ctx["deadline"].as_u64().unwrap();
+    assert!(
+        deadline > before + 9_000 && deadline < before + 11_000,
+        "deadline {deadline} is not about 10 s after {before}"
+    );
+    assert!(ctx["xray_trace_id"]
+        .as_str()
+        .unwrap()
+        .starts_with("Root=1-"));
+    assert_eq!(ctx["client_context"]["tenant"], "t-1");
+    assert_eq!(ctx["memory"], 256);
+
+    // A warm start reuses the worker.
+    let (again, _, _, _) = invoke(&c, "echo", json!({"echo": 2})).await;
+    assert_eq!(again["pid"], body["pid"], "the idle worker is reused");
+
+    // Tail logs: the function's stdout and stderr, between START and REPORT.
+    let (_, error, logs, _) = invoke(&c, "echo", json!({"print": "a log line"})).await;
+    assert_eq!(error, None);
+    assert!(logs.contains("START RequestId:"), "{logs}");
+    assert!(logs.contains("a log line"), "{logs}");
+    assert!(logs.contains("stderr: a log line"), "{logs}");
+    assert!(logs.contains("REPORT RequestId:"), "{logs}");
+
+    // A function error.
+    let (err, error, _, _) = invoke(&c, "echo", json!({"fail": "boom"})).await;
+    assert_eq!(error.as_deref(), Some("Unhandled"));
+    assert_eq!(err["errorMessage"], "boom", "{err}");
+
+    // Reads.
+    let got = c.get_function().function_name("echo").send().await.unwrap();
+    let config = got.configuration().unwrap();
+    assert_eq!(config.timeout(), Some(10));
+    assert_eq!(config.runtime(), Some(&Runtime::Providedal2023));
+    assert!(config.code_sha256().is_some());
+    let list = c.list_functions().send().await.unwrap();
+    assert_eq!(list.functions().len(), 1);
+
+    // A configuration change reaches fresh workers.
+    c.update_function_configuration()
+        .function_name("echo")
+        .environment(Environment::builder().variables("GREETING", "bye").build())
+        .send()
+        .await
+        .unwrap();
+    let (body, _, _, _) = invoke(&c, "echo", json!({})).await;
+    assert_eq!(body["env"]["GREETING"], "bye");
+
+    // Versions and a weighted alias.
+    let v1 = c
+        .publish_version()
+        .function_name("echo")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(v1.version(), Some("1"));
+    c.update_function_configuration()
+        .function_name("echo")
+        .environment(Environment::builder().variables("GREETING", "v2").build())
+        .send()
+        .await
+        .unwrap();
+    let v2 = c
+        .publish_version()
+        .function_name("echo")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(v2.version(), Some("2"));
+    let alias = c
+        .create_alias()
+        .function_name("echo")
+        .name("live")
+        .function_version("1")
+        .routing_config(
+            AliasRoutingConfiguration::builder()
+                .additional_version_weights("2", 0.5)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        alias.alias_arn(),
+        Some("arn:aws:lambda:us-east-1:000000000000:function:echo:live")
+    );
+    let mut seen = std::collections::HashMap::new();
+    for _ in 0..40 {
+        let (body, _, _, version) = invoke(&c, "echo:live", json!({})).await;
+        let greeting = body["env"]["GREETING"].as_str().unwrap().to_string();
+        assert_eq!(greeting, if version == "1" { "bye" } else { "v2" });
+        *seen.entry(version).or_insert(0) += 1;
+    }
+    assert!(seen.len() == 2, "both versions serve the alias: {seen:?}");
+    c.update_alias()
+        .function_name("echo")
+        .name("live")
+        .function_version("2")
+        .routing_config(AliasRoutingConfiguration::builder().build())
+        .send()
+        .await
+        .unwrap();
+    let (_, _, _, version) = invoke(&c, "echo:live", json!({})).await;
+    assert_eq!(version, "2");
+
+    // DryRun checks without running; unknown functions are 404.
+    let dry = c
+        .invoke()
+        .function_name("echo")
+        .invocation_type(InvocationType::DryRun)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(dry.status_code(), 204);
+    let err = c.invoke().function_name("nope").send().await.unwrap_err();
+    assert_eq!(err.code(), Some("ResourceNotFoundException"));
+
+    c.delete_function()
+        .function_name("echo")
+        .send()
+        .await
+        .unwrap();
+    let err = c
+        .get_function()
+        .function_name("echo")
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Some("ResourceNotFoundException"));
+}
+
+#[tokio::test]
+async fn timeouts_and_crashes_get_a_fresh_worker() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = Trellis::start(dir.path(), &[]);
+    let c = lambda(&t);
+    create(&c, "flaky", 1, &[]).await;
+
+    let (first, _, _, _) = invoke(&c, "flaky", json!({})).await;
+    let started = std::time::Instant::now();
+    let (err, error, logs, _) = invoke(&c, "flaky", json!({"sleep_ms": 5000})).await;
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "killed at the timeout"
+    );
+    assert_eq!(error.as_deref(), Some("Unhandled"));
+    let message = err["errorMessage"].as_str().unwrap();
+    assert!(
+        message.contains("Task timed out after 1.00 seconds"),
+        "{message}"
+    );
+    assert!(logs.contains("Task timed out after 1.00 seconds"), "{logs}");
+    let (after, error, _, _) = invoke(&c, "flaky", json!({})).await;
+    assert_eq!(error, None);
+    assert_ne!(
+        after["pid"], first["pid"],
+        "the timed-out worker was replaced"
+    );
+
+    let (err, error, _, _) = invoke(&c, "flaky", json!({"crash": 3})).await;
+    assert_eq!(error.as_deref(), Some("Unhandled"));
+    assert_eq!(err["errorType"], "Runtime.ExitError", "{err}");
+    assert!(
+        err["errorMessage"]
+            .as_str()
+            .unwrap()
+            .contains("exit status: 3"),
+        "{err}"
+    );
+    let (fresh, error, _, _) = invoke(&c, "flaky", json!({})).await;
+    assert_eq!(error, None);
+    assert_ne!(
+        fresh["pid"], after["pid"],
+        "the crashed worker was replaced"
+    );
+
+    // A function that dies during init: the error carries what it said last.
+    create(&c, "no-init", 3, &[("CRASH_AT_INIT", "1")]).await;
+    let (err, error, _, _) = invoke(&c, "no-init", json!({})).await;
+    assert_eq!(error.as_deref(), Some("Unhandled"));
+    assert_eq!(err["errorType"], "Runtime.ExitError", "{err}");
+    assert!(
+        err["trace"]
+            .to_string()
+            .contains("init failed: no database"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn parallel_invokes_scale_to_reserved_concurrency() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = Trellis::start(dir.path(), &[]);
+    let c = lambda(&t);
+    create(&c, "busy", 30, &[]).await;
+    c.put_function_concurrency()
+        .function_name("busy")
+        .reserved_concurrent_executions(5)
+        .send()
+        .await
+        .unwrap();
+
+    let calls = (0..50).map(|i| {
+        let c = c.clone();
+        async move { invoke(&c, "busy", json!({"sleep_ms": 100, "i": i})).await }
+    });
+    let results = futures_util::future::join_all(calls).await;
+    let mut pids = std::collections::HashSet::new();
+    for (i, (body, error, _, _)) in results.into_iter().enumerate() {
+        assert_eq!(error, None, "{body}");
+        assert_eq!(body["event"]["i"], i);
+        pids.insert(body["pid"].as_u64().unwrap());
+    }
+    assert!(
+        pids.len() > 1 && pids.len() <= 5,
+        "{} workers for concurrency 5",
+        pids.len()
+    );
+    let got = c
+        .get_function_concurrency()
+        .function_name("busy")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(got.reserved_concurrent_executions(), Some(5));
+}
+
+#[tokio::test]
+async fn functions_survive_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut t = Trellis::start(dir.path(), &[]);
+    let c = lambda(&t);
+    create(&c, "durable", 5, &[("GREETING", "still here")]).await;
+    c.publish_version()
+        .function_name("durable")
+        .send()
+        .await
+        .unwrap();
+    let (_, error, _, _) = invoke(&c, "durable", json!({})).await;
+    assert_eq!(error, None);
+    t.terminate();
+
+    let t = Trellis::start(dir.path(), &[]);
+    let c = lambda(&t);
+    let (body, error, _, _) = invoke(&c, "durable", json!({"echo": 1})).await;
+    assert_eq!(error, None);
+    assert_eq!(body["env"]["GREETING"], "still here");
+    let (_, _, _, version) = invoke(&c, "durable:1", json!({})).await;
+    assert_eq!(version, "1");
+}
+
+#[tokio::test]
+async fn workers_do_not_outlive_trellis() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut t = Trellis::start(dir.path(), &[]);
+    let c = lambda(&t);
+    create(&c, "sleeper", 60, &[]).await;
+    let (body, _, _, _) = invoke(&c, "sleeper", json!({})).await;
+    let pid = body["pid"].as_u64().unwrap();
+    // Busy in a long invocation, the worker is not polling the Runtime API: only the
+    // parent-death signal stops it.
+    let busy = tokio::spawn({
+        let c = c.clone();
+        async move {
+            c.invoke()
+                .function_name("sleeper")
+                .payload(Blob::new(r#"{"sleep_ms":30000}"#))
+                .send()
+                .await
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    t.kill9();
+    let gone = eventually(Duration::from_secs(5), || async {
+        !Path::new(&format!("/proc/{pid}")).exists()
+            || std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .is_ok_and(|s| s.contains(") Z "))
+    })
+    .await;
+    assert!(gone, "worker {pid} outlived a SIGKILLed Trellis");
+    busy.abort();
+}
+
+#[tokio::test]
+async fn bad_packages_and_async_invocation() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = Trellis::start(dir.path(), &[]);
+    let c = lambda(&t);
+    let attempt = |zip: Vec<u8>| {
+        c.create_function()
+            .function_name("bad")
+            .runtime(Runtime::Providedal2023)
+            .role(ROLE)
+            .handler("bootstrap")
+            .code(
+                aws_sdk_lambda::types::FunctionCode::builder()
+                    .zip_file(Blob::new(zip))
+                    .build(),
+            )
+            .send()
+    };
+    for (zip, says) in [
+        (zip(&[("main", 0o100755, b"x")]), "no bootstrap"),
+        (zip(&[("bootstrap", 0o100644, b"x")]), "not executable"),
+        (b"this is not a zip file at all".to_vec(), "unzip"),
+    ] {
+        let err = attempt(zip).await.unwrap_err();
+        assert_eq!(err.code(), Some("InvalidParameterValueException"));
+        assert!(err.message().unwrap().contains(says), "{:?}", err.message());
+    }
+
+    // Payload limits: 256 KB for asynchronous invocations.
+    create(&c, "worker", 5, &[]).await;
+    let big = json!({"pad": "x".repeat(300 * 1024)}).to_string();
+    let err = c
+        .invoke()
+        .function_name("worker")
+        .invocation_type(InvocationType::Event)
+        .payload(Blob::new(big))
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Some("RequestTooLargeException"));
+
+    // Event: accepted at once, retried once after failing, then sent to the on-failure
+    // destination (another function), each leaving a line in `trace`.
+    create(&c, "dead-letters", 5, &[]).await;
+    c.put_function_event_invoke_config()
+        .function_name("worker")
+        .maximum_retry_attempts(1)
+        .destination_config(
+            DestinationConfig::builder()
+                .on_failure(
+                    OnFailure::builder()
+                        .destination("arn:aws:lambda:us-east-1:000000000000:function:dead-letters")
+                        .build(),
+                )
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let trace = dir.path().join("trace");
+    let out = c
+        .invoke()
+        .function_name("worker")
+        .invocation_type(InvocationType::Event)
+        .payload(Blob::new(
+            json!({"write": trace.display().to_string(), "fail": "always"}).to_string(),
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(out.status_code(), 202);
+    let done = eventually(Duration::from_secs(15), || async {
+        std::fs::read_to_string(&trace)
+            .map(|s| s.lines().count() >= 3)
+            .unwrap_or(false)
+    })
+    .await;
+    let lines = std::fs::read_to_string(&trace).unwrap_or_default();
+    assert!(done, "trace: {lines:?}");
+    assert_eq!(
+        lines.lines().collect::<Vec<_>>(),
+        ["worker", "worker", "dead-letters"]
+    );
+}
+
+/// A query-protocol call (STS, IAM) as the SDKs send it; returns the status and the XML.
+async fn query(t: &Trellis, form: &str) -> (u16, String) {
+    use http_body_util::{BodyExt, Full};
+    let req = http::Request::post(format!("{}/", t.endpoint()))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(Full::new(bytes::Bytes::from(form.to_string())))
+        .unwrap();
+    let resp = http_client().request(req).await.unwrap();
+    let status = resp.status().as_u16();
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    (status, String::from_utf8_lossy(&body).into_owned())
+}
+
+#[tokio::test]
+async fn sts_and_iam_answer_what_deploy_tools_ask() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = Trellis::start(dir.path(), &[]);
+    let (status, xml) = query(&t, "Action=GetCallerIdentity&Version=2011-06-15").await;
+    assert_eq!(status, 200, "{xml}");
+    assert!(xml.contains("<Account>000000000000</Account>"), "{xml}");
+
+    let (status, xml) = query(
+        &t,
+        "Action=GetRole&RoleName=cargo-lambda-role&Version=2010-05-08",
+    )
+    .await;
+    assert_eq!(status, 404, "{xml}");
+    assert!(xml.contains("<Code>NoSuchEntity</Code>"), "{xml}");
+
+    let policy = "%7B%22Version%22%3A%222012-10-17%22%7D";
+    let (status, xml) = query(
+        &t,
+        &format!("Action=CreateRole&RoleName=cargo-lambda-role&AssumeRolePolicyDocument={policy}&Version=2010-05-08"),
+    )
+    .await;
+    assert_eq!(status, 200, "{xml}");
+    assert!(
+        xml.contains("<Arn>arn:aws:iam::000000000000:role/cargo-lambda-role</Arn>"),
+        "{xml}"
+    );
+    let (status, xml) = query(
+        &t,
+        "Action=AttachRolePolicy&RoleName=cargo-lambda-role&PolicyArn=arn%3Aaws%3Aiam%3A%3Aaws%3Apolicy%2Fservice-role%2FAWSLambdaBasicExecutionRole&Version=2010-05-08",
+    )
+    .await;
+    assert_eq!(status, 200, "{xml}");
+    let (status, xml) = query(
+        &t,
+        "Action=GetRole&RoleName=cargo-lambda-role&Version=2010-05-08",
+    )
+    .await;
+    assert_eq!(status, 200, "{xml}");
+    assert!(xml.contains("<GetRoleResult><Role>"), "{xml}");
+}

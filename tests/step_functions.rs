@@ -1,0 +1,889 @@
+//! End-to-end: the Step Functions API through `aws-sdk-sfn` against the built binary —
+//! state machines, STANDARD executions and their history, Wait states, AWS errors, EXPRESS
+//! `StartSyncExecution`, and a STANDARD execution surviving `kill -9` mid-wait.
+
+mod common;
+
+use std::time::Duration;
+
+use aws_sdk_sfn::config::interceptors::BeforeTransmitInterceptorContextMut;
+use aws_sdk_sfn::config::{ConfigBag, Intercept, RuntimeComponents};
+use aws_sdk_sfn::error::BoxError;
+use aws_sdk_sfn::types::{ExecutionStatus, HistoryEventType, StateMachineType};
+use common::Trellis;
+use serde_json::{json, Value};
+
+const ROLE: &str = "arn:aws:iam::000000000000:role/trellis-test";
+
+/// Undoes the `sync-` host prefix the SDK puts on StartSyncExecution (and TestState).
+///
+/// The AWS SDK for Rust has no switch like boto3's `inject_host_prefix=False`: for those two
+/// operations it sends to `sync-<endpoint host>`, which does not resolve for `127.0.0.1`.
+/// This interceptor strips the prefix again before the request is signed; Trellis accepts the
+/// request whatever its `Host`.
+#[derive(Debug)]
+struct NoHostPrefix;
+
+impl Intercept for NoHostPrefix {
+    fn name(&self) -> &'static str {
+        "NoHostPrefix"
+    }
+
+    fn modify_before_signing(
+        &self,
+        context: &mut BeforeTransmitInterceptorContextMut<'_>,
+        _rc: &RuntimeComponents,
+        _cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        let req = context.request_mut();
+        let uri = req.uri().to_string();
+        if let Some(rest) = uri.strip_prefix("http://sync-") {
+            req.set_uri(format!("http://{rest}"))?;
+        }
+        Ok(())
+    }
+}
+
+/// An AWS SDK for Rust client of Step Functions pointed at `t`.
+fn sfn(t: &Trellis) -> aws_sdk_sfn::Client {
+    let config = aws_sdk_sfn::Config::builder()
+        .behavior_version(aws_sdk_sfn::config::BehaviorVersion::latest())
+        .region(aws_sdk_sfn::config::Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_sfn::config::Credentials::new(
+            "AKIDTEST", "secret", None, None, "test",
+        ))
+        .endpoint_url(t.endpoint())
+        .http_client(aws_smithy_http_client::Builder::new().build_http())
+        .interceptor(NoHostPrefix)
+        .build();
+    aws_sdk_sfn::Client::from_conf(config)
+}
+
+async fn create(c: &aws_sdk_sfn::Client, name: &str, def: Value, ty: StateMachineType) -> String {
+    c.create_state_machine()
+        .name(name)
+        .definition(def.to_string())
+        .role_arn(ROLE)
+        .r#type(ty)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("create {name}: {e:?}"))
+        .state_machine_arn()
+        .to_string()
+}
+
+/// Polls DescribeExecution until the execution leaves RUNNING.
+async fn finished(
+    c: &aws_sdk_sfn::Client,
+    arn: &str,
+    limit: Duration,
+) -> aws_sdk_sfn::operation::describe_execution::DescribeExecutionOutput {
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        let d = c
+            .describe_execution()
+            .execution_arn(arn)
+            .send()
+            .await
+            .expect("describe execution");
+        if *d.status() != ExecutionStatus::Running {
+            return d;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{arn} still running after {limit:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn history(c: &aws_sdk_sfn::Client, arn: &str) -> Vec<aws_sdk_sfn::types::HistoryEvent> {
+    let mut all = Vec::new();
+    let mut token = None;
+    loop {
+        let page = c
+            .get_execution_history()
+            .execution_arn(arn)
+            .max_results(4)
+            .set_next_token(token)
+            .send()
+            .await
+            .expect("history");
+        all.extend(page.events().iter().cloned());
+        token = page.next_token().map(str::to_string);
+        if token.is_none() {
+            return all;
+        }
+    }
+}
+
+fn entered_names(events: &[aws_sdk_sfn::types::HistoryEvent]) -> Vec<String> {
+    events
+        .iter()
+        .filter_map(|e| e.state_entered_event_details())
+        .map(|d| d.name().to_string())
+        .collect()
+}
+
+#[tokio::test]
+async fn standard_execution_output_history_and_wait() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = Trellis::start(dir.path(), &[]);
+    let c = sfn(&t);
+    let sm = create(
+        &c,
+        "greeter",
+        json!({"StartAt": "Greet", "States": {
+            "Greet": {"Type": "Pass",
+                      "Parameters": {"greeting.$": "States.Format('hello {}', $.name)"},
+                      "Next": "Pause"},
+            "Pause": {"Type": "Wait", "Seconds": 1, "Next": "Done"},
+            "Done": {"Type": "Succeed"}}}),
+        StateMachineType::Standard,
+    )
+    .await;
+    assert_eq!(
+        sm,
+        "arn:aws:states:us-east-1:000000000000:stateMachine:greeter"
+    );
+    let d = c
+        .describe_state_machine()
+        .state_machine_arn(&sm)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(d.name(), "greeter");
+    assert_eq!(*d.r#type(), StateMachineType::Standard);
+
+    let started = std::time::Instant::now();
+    let run = c
+        .start_execution()
+        .state_machine_arn(&sm)
+        .name("first")
+        .input(r#"{"name": "ada"}"#)
+        .send()
+        .await
+        .unwrap();
+    let arn = run.execution_arn().to_string();
+    assert_eq!(
+        arn,
+        "arn:aws:states:us-east-1:000000000000:execution:greeter:first"
+    );
+    let d = finished(&c, &arn, Duration::from_secs(10)).await;
+    assert_eq!(*d.status(), ExecutionStatus::Succeeded);
+    assert!(
+        started.elapsed() >= Duration::from_secs(1),
+        "the Wait state waited"
+    );
+    let out: Value = serde_json::from_str(d.output().unwrap()).unwrap();
+    assert_eq!(out, json!({"greeting": "hello ada"}));
+
+    let events = history(&c, &arn).await;
+    let types: Vec<HistoryEventType> = events.iter().map(|e| e.r#type().clone()).collect();
+    use HistoryEventType as T;
+    assert_eq!(
+        types,
+        [
+            T::ExecutionStarted,
+            T::PassStateEntered,
+            T::PassStateExited,
+            T::WaitStateEntered,
+            T::WaitStateExited,
+            T::SucceedStateEntered,
+            T::SucceedStateExited,
+            T::ExecutionSucceeded,
+        ]
+    );
+    let ids: Vec<i64> = events.iter().map(|e| e.id()).collect();
+    assert_eq!(ids, (1..=8).collect::<Vec<_>>());
+    let reversed = c
+        .get_execution_history()
+        .execution_arn(&arn)
+        .reverse_order(true)
+        .max_results(1)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        *reversed.events()[0].r#type(),
+        HistoryEventType::ExecutionSucceeded
+    );
+    assert!(reversed.next_token().is_some());
+
+    let list = c
+        .list_executions()
+        .state_machine_arn(&sm)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(list.executions().len(), 1);
+    assert_eq!(list.executions()[0].name(), "first");
+    let for_exec = c
+        .describe_state_machine_for_execution()
+        .execution_arn(&arn)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(for_exec.name(), "greeter");
+
+    // The same name again after it finished: ExecutionAlreadyExists.
+    let err = c
+        .start_execution()
+        .state_machine_arn(&sm)
+        .name("first")
+        .input(r#"{"name": "ada"}"#)
+        .send()
+        .await
+        .unwrap_err()
+        .into_service_error();
+    assert!(err.is_execution_already_exists(), "{err:?}");
+}
+
+#[tokio::test]
+async fn aws_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = Trellis::start(dir.path(), &[]);
+    let c = sfn(&t);
+    let err = c
+        .create_state_machine()
+        .name("broken")
+        .definition(r#"{"StartAt": "Nowhere", "States": {"A": {"Type": "Pass", "End": true}}}"#)
+        .role_arn(ROLE)
+        .send()
+        .await
+        .unwrap_err()
+        .into_service_error();
+    assert!(err.is_invalid_definition(), "{err:?}");
+    assert!(
+        err.meta()
+            .message()
+            .unwrap()
+            .starts_with("Invalid State Machine Definition: "),
+        "{err:?}"
+    );
+    let v = c
+        .validate_state_machine_definition()
+        .definition(r#"{"StartAt": "Nowhere", "States": {"A": {"Type": "Pass", "End": true}}}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(v.result().as_str(), "FAIL");
+    assert!(!v.diagnostics().is_empty());
+
+    let err = c
+        .describe_state_machine()
+        .state_machine_arn("arn:aws:states:us-east-1:000000000000:stateMachine:missing")
+        .send()
+        .await
+        .unwrap_err()
+        .into_service_error();
+    assert!(err.is_state_machine_does_not_exist(), "{err:?}");
+    let err = c
+        .describe_execution()
+        .execution_arn("not-an-arn")
+        .send()
+        .await
+        .unwrap_err()
+        .into_service_error();
+    assert!(err.is_invalid_arn(), "{err:?}");
+    let err = c
+        .send_task_success()
+        .task_token("no-such-token")
+        .output("{}")
+        .send()
+        .await
+        .unwrap_err()
+        .into_service_error();
+    assert!(err.is_task_does_not_exist(), "{err:?}");
+
+    // A Task on a function nobody registered fails with Lambda's error.
+    let sm = create(
+        &c,
+        "calls-nothing",
+        json!({"StartAt": "Call", "States": {"Call": {"Type": "Task",
+            "Resource": "arn:aws:states:::lambda:invoke",
+            "Parameters": {"FunctionName": "absent", "Payload.$": "$"}, "End": true}}}),
+        StateMachineType::Standard,
+    )
+    .await;
+    let run = c
+        .start_execution()
+        .state_machine_arn(&sm)
+        .send()
+        .await
+        .unwrap();
+    let d = finished(&c, run.execution_arn(), Duration::from_secs(10)).await;
+    assert_eq!(*d.status(), ExecutionStatus::Failed);
+    assert_eq!(d.error(), Some("Lambda.ResourceNotFoundException"));
+}
+
+#[tokio::test]
+async fn express_start_sync_execution() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = Trellis::start(dir.path(), &[]);
+    let c = sfn(&t);
+    let sm = create(
+        &c,
+        "adder",
+        json!({"StartAt": "Add", "States": {"Add": {"Type": "Pass",
+            "Parameters": {"sum.$": "States.MathAdd($.a, $.b)"}, "End": true}}}),
+        StateMachineType::Express,
+    )
+    .await;
+    let out = c
+        .start_sync_execution()
+        .state_machine_arn(&sm)
+        .input(r#"{"a": 40, "b": 2}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        *out.status(),
+        aws_sdk_sfn::types::SyncExecutionStatus::Succeeded
+    );
+    assert_eq!(
+        serde_json::from_str::<Value>(out.output().unwrap()).unwrap(),
+        json!({"sum": 42})
+    );
+    assert!(out.execution_arn().contains(":express:adder:"));
+
+    let failing = create(
+        &c,
+        "fails",
+        json!({"StartAt": "F", "States": {"F": {"Type": "Fail", "Error": "Boom", "Cause": "on purpose"}}}),
+        StateMachineType::Express,
+    )
+    .await;
+    let out = c
+        .start_sync_execution()
+        .state_machine_arn(&failing)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        *out.status(),
+        aws_sdk_sfn::types::SyncExecutionStatus::Failed
+    );
+    assert_eq!(out.error(), Some("Boom"));
+    assert_eq!(out.cause(), Some("on purpose"));
+
+    // STANDARD machines do not run synchronously.
+    let standard = create(
+        &c,
+        "standard",
+        json!({"StartAt": "P", "States": {"P": {"Type": "Pass", "End": true}}}),
+        StateMachineType::Standard,
+    )
+    .await;
+    let err = c
+        .start_sync_execution()
+        .state_machine_arn(&standard)
+        .send()
+        .await
+        .unwrap_err()
+        .into_service_error();
+    assert!(err.is_state_machine_type_not_supported(), "{err:?}");
+}
+
+#[tokio::test]
+async fn standard_execution_survives_kill9_mid_wait() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut t = Trellis::start(dir.path(), &[]);
+    let c = sfn(&t);
+    let sm = create(
+        &c,
+        "durable",
+        json!({"StartAt": "Before", "States": {
+            "Before": {"Type": "Pass", "Result": "done", "ResultPath": "$.before", "Next": "Sleep"},
+            "Sleep": {"Type": "Wait", "Seconds": 3, "Next": "After"},
+            "After": {"Type": "Pass", "Result": "done", "ResultPath": "$.after", "End": true}}}),
+        StateMachineType::Standard,
+    )
+    .await;
+    let run = c
+        .start_execution()
+        .state_machine_arn(&sm)
+        .name("crash-me")
+        .input(r#"{"id": 1}"#)
+        .send()
+        .await
+        .unwrap();
+    let arn = run.execution_arn().to_string();
+    // Wait until the execution sits in the Wait state, then kill -9.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let events = history(&c, &arn).await;
+        if events
+            .iter()
+            .any(|e| *e.r#type() == HistoryEventType::WaitStateEntered)
+        {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "never reached Wait");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    t.kill9();
+
+    let t = Trellis::start(dir.path(), &[]);
+    let c = sfn(&t);
+    let d = finished(&c, &arn, Duration::from_secs(15)).await;
+    assert_eq!(*d.status(), ExecutionStatus::Succeeded);
+    assert_eq!(
+        serde_json::from_str::<Value>(d.output().unwrap()).unwrap(),
+        json!({"id": 1, "before": "done", "after": "done"})
+    );
+    let events = history(&c, &arn).await;
+    assert_eq!(entered_names(&events), ["Before", "Sleep", "After"]);
+    let started = events
+        .iter()
+        .filter(|e| *e.r#type() == HistoryEventType::ExecutionStarted)
+        .count();
+    assert_eq!(started, 1);
+    let ids: Vec<i64> = events.iter().map(|e| e.id()).collect();
+    assert_eq!(ids, (1..=ids.len() as i64).collect::<Vec<_>>());
+    // The state machine itself survived too.
+    let list = c.list_state_machines().send().await.unwrap();
+    assert_eq!(list.state_machines().len(), 1);
+}
+
+#[tokio::test]
+async fn task_integrations_targets_activities_and_child_executions() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = Trellis::start(dir.path(), &[]);
+    let c = sfn(&t);
+    let child = create(
+        &c,
+        "doubler",
+        json!({"StartAt": "Double", "States": {"Double": {"Type": "Pass",
+            "Parameters": {"doubled.$": "States.MathAdd($.n, $.n)"}, "End": true}}}),
+        StateMachineType::Standard,
+    )
+    .await;
+    let activity = c
+        .create_activity()
+        .name("worker")
+        .send()
+        .await
+        .unwrap()
+        .activity_arn()
+        .to_string();
+    let parent = create(
+        &c,
+        "parent",
+        json!({"StartAt": "ByTarget", "States": {
+            // A state machine ARN as a Task resource: invoked through the target registry.
+            "ByTarget": {"Type": "Task", "Resource": child, "ResultPath": "$.started", "Next": "Sync"},
+            "Sync": {"Type": "Task", "Resource": "arn:aws:states:::states:startExecution.sync:2",
+                     "Parameters": {"StateMachineArn": child, "Input": {"n.$": "$.n"}},
+                     "ResultSelector": {"doubled.$": "$.Output.doubled", "status.$": "$.Status"},
+                     "ResultPath": "$.sync", "Next": "Activity"},
+            "Activity": {"Type": "Task", "Resource": activity, "TimeoutSeconds": 30,
+                         "ResultPath": "$.activity", "End": true}}}),
+        StateMachineType::Standard,
+    )
+    .await;
+    let run = c
+        .start_execution()
+        .state_machine_arn(&parent)
+        .input(r#"{"n": 21}"#)
+        .send()
+        .await
+        .unwrap();
+    // The activity worker: long-polls, then answers with the token.
+    let task = c
+        .get_activity_task()
+        .activity_arn(&activity)
+        .worker_name("test")
+        .send()
+        .await
+        .unwrap();
+    let token = task
+        .task_token()
+        .expect("a task for the worker")
+        .to_string();
+    let input: Value = serde_json::from_str(task.input().unwrap()).unwrap();
+    assert_eq!(input["sync"]["doubled"], 42);
+    c.send_task_heartbeat()
+        .task_token(&token)
+        .send()
+        .await
+        .unwrap();
+    c.send_task_success()
+        .task_token(&token)
+        .output(r#"{"worked": true}"#)
+        .send()
+        .await
+        .unwrap();
+    let d = finished(&c, run.execution_arn(), Duration::from_secs(15)).await;
+    assert_eq!(*d.status(), ExecutionStatus::Succeeded, "{d:?}");
+    let out: Value = serde_json::from_str(d.output().unwrap()).unwrap();
+    assert_eq!(out["sync"], json!({"doubled": 42, "status": "SUCCEEDED"}));
+    assert_eq!(out["activity"], json!({"worked": true}));
+    let started = out["started"]["executionArn"].as_str().unwrap();
+    assert!(started.starts_with("arn:aws:states:us-east-1:000000000000:execution:doubler:"));
+    // A token is good once.
+    let err = c
+        .send_task_success()
+        .task_token(&token)
+        .output("{}")
+        .send()
+        .await
+        .unwrap_err()
+        .into_service_error();
+    assert!(err.is_task_does_not_exist(), "{err:?}");
+    let children = c
+        .list_executions()
+        .state_machine_arn(&child)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(children.executions().len(), 2);
+
+    // TestState through the SDK (also sent to the `sync-` host prefix).
+    let out = c
+        .test_state()
+        .definition(
+            json!({"Type": "Pass", "Result": {"ok": true}, "Next": "Elsewhere"}).to_string(),
+        )
+        .input("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(out.next_state(), Some("Elsewhere"));
+    assert_eq!(out.output(), Some(r#"{"ok":true}"#));
+}
+
+#[tokio::test]
+async fn many_executions_survive_kill9_and_no_task_runs_twice() {
+    const N: usize = 20;
+    let dir = tempfile::tempdir().unwrap();
+    let mut t = Trellis::start(dir.path(), &[]);
+    let c = sfn(&t);
+    let child = create(
+        &c,
+        "leaf",
+        json!({"StartAt": "P", "States": {"P": {"Type": "Pass", "End": true}}}),
+        StateMachineType::Standard,
+    )
+    .await;
+    let sm = create(
+        &c,
+        "waits-then-calls",
+        json!({"StartAt": "First", "States": {
+            "First": {"Type": "Pass", "Next": "Sleep"},
+            "Sleep": {"Type": "Wait", "SecondsPath": "$.wait", "Next": "Call"},
+            "Call": {"Type": "Task", "Resource": "arn:aws:states:::states:startExecution.sync:2",
+                     "Parameters": {"StateMachineArn": child, "Input.$": "$"},
+                     "ResultPath": null, "Next": "Again"},
+            "Again": {"Type": "Wait", "Seconds": 1, "Next": "Last"},
+            "Last": {"Type": "Pass", "End": true}}}),
+        StateMachineType::Standard,
+    )
+    .await;
+    let mut arns = Vec::new();
+    for i in 0..N {
+        let run = c
+            .start_execution()
+            .state_machine_arn(&sm)
+            .name(format!("run-{i}"))
+            .input(json!({"i": i, "wait": 1 + i % 3}).to_string())
+            .send()
+            .await
+            .unwrap();
+        arns.push(run.execution_arn().to_string());
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    t.kill9();
+
+    let t = Trellis::start(dir.path(), &[]);
+    let c = sfn(&t);
+    for arn in &arns {
+        let d = finished(&c, arn, Duration::from_secs(30)).await;
+        assert_eq!(*d.status(), ExecutionStatus::Succeeded, "{arn}");
+        let events = history(&c, arn).await;
+        assert_eq!(
+            entered_names(&events),
+            ["First", "Sleep", "Call", "Again", "Last"],
+            "{arn}"
+        );
+        let ids: Vec<i64> = events.iter().map(|e| e.id()).collect();
+        assert_eq!(ids, (1..=ids.len() as i64).collect::<Vec<_>>(), "{arn}");
+    }
+    // One child per parent, even for tasks in flight at the kill.
+    let mut children = 0;
+    let mut token = None;
+    loop {
+        let page = c
+            .list_executions()
+            .state_machine_arn(&child)
+            .set_next_token(token)
+            .send()
+            .await
+            .unwrap();
+        children += page.executions().len();
+        token = page.next_token().map(str::to_string);
+        if token.is_none() {
+            break;
+        }
+    }
+    assert_eq!(children, N);
+}
+
+/// A function whose `bootstrap` is a shell script speaking the Lambda Runtime API with curl:
+/// it answers `{"echo": <event>}`, or reports `{"errorType": "Refused", …}` for events with
+/// `"fail": true`.
+const SHELL_BOOTSTRAP: &str = r#"#!/bin/sh
+api="http://${AWS_LAMBDA_RUNTIME_API}/2018-06-01/runtime/invocation"
+while true; do
+  headers=$(mktemp)
+  event=$(curl -sS -D "$headers" "$api/next")
+  id=$(grep -i '^lambda-runtime-aws-request-id:' "$headers" | cut -d: -f2 | tr -d '[:space:]')
+  rm -f "$headers"
+  case "$event" in
+    *'"fail":true'*)
+      curl -sS -X POST "$api/$id/error" -H 'Lambda-Runtime-Function-Error-Type: Refused' \
+        -d '{"errorType":"Refused","errorMessage":"asked to fail"}' >/dev/null ;;
+    *)
+      curl -sS -X POST "$api/$id/response" -d "{\"echo\":$event}" >/dev/null ;;
+  esac
+done
+"#;
+
+/// A zip of one executable file, stored, with Unix modes (as `cargo lambda` packs).
+fn zip_one(name: &str, data: &[u8]) -> Vec<u8> {
+    let mut crc = !0u32;
+    for &b in data {
+        crc ^= u32::from(b);
+        for _ in 0..8 {
+            crc = if crc & 1 != 0 {
+                (crc >> 1) ^ 0xEDB8_8320
+            } else {
+                crc >> 1
+            };
+        }
+    }
+    let crc = !crc;
+    let header = |central: bool| {
+        let mut h = Vec::new();
+        let sig: u32 = if central { 0x0201_4b50 } else { 0x0403_4b50 };
+        h.extend_from_slice(&sig.to_le_bytes());
+        if central {
+            h.extend_from_slice(&0x0314u16.to_le_bytes()); // made by: Unix
+        }
+        h.extend_from_slice(&20u16.to_le_bytes());
+        h.extend_from_slice(&[0; 8]); // flags, method (stored), time, date
+        h.extend_from_slice(&crc.to_le_bytes());
+        h.extend_from_slice(&(data.len() as u32).to_le_bytes());
+        h.extend_from_slice(&(data.len() as u32).to_le_bytes());
+        h.extend_from_slice(&(name.len() as u16).to_le_bytes());
+        h.extend_from_slice(&0u16.to_le_bytes());
+        if central {
+            h.extend_from_slice(&[0; 6]); // comment, disk, internal attributes
+            h.extend_from_slice(&(0o100755u32 << 16).to_le_bytes());
+            h.extend_from_slice(&0u32.to_le_bytes()); // the local header's offset
+        }
+        h.extend_from_slice(name.as_bytes());
+        h
+    };
+    let mut out = header(false);
+    out.extend_from_slice(data);
+    let central = header(true);
+    let cd_offset = out.len() as u32;
+    out.extend_from_slice(&central);
+    out.extend_from_slice(&0x0605_4b50u32.to_le_bytes());
+    out.extend_from_slice(&[0; 4]);
+    out.extend_from_slice(&1u16.to_le_bytes());
+    out.extend_from_slice(&1u16.to_le_bytes());
+    out.extend_from_slice(&(central.len() as u32).to_le_bytes());
+    out.extend_from_slice(&cd_offset.to_le_bytes());
+    out.extend_from_slice(&0u16.to_le_bytes());
+    out
+}
+
+#[tokio::test]
+async fn tasks_invoke_a_real_function() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = Trellis::start(dir.path(), &[]);
+    let lambda = {
+        let config = aws_sdk_lambda::Config::builder()
+            .behavior_version(aws_sdk_lambda::config::BehaviorVersion::latest())
+            .region(aws_sdk_lambda::config::Region::new("us-east-1"))
+            .credentials_provider(aws_sdk_lambda::config::Credentials::new(
+                "AKIDTEST", "secret", None, None, "test",
+            ))
+            .endpoint_url(t.endpoint())
+            .http_client(aws_smithy_http_client::Builder::new().build_http())
+            .build();
+        aws_sdk_lambda::Client::from_conf(config)
+    };
+    lambda
+        .create_function()
+        .function_name("echo")
+        .runtime(aws_sdk_lambda::types::Runtime::Providedal2023)
+        .role("arn:aws:iam::000000000000:role/lambda-role")
+        .handler("bootstrap")
+        .timeout(10)
+        .code(
+            aws_sdk_lambda::types::FunctionCode::builder()
+                .zip_file(aws_sdk_lambda::primitives::Blob::new(zip_one(
+                    "bootstrap",
+                    SHELL_BOOTSTRAP.as_bytes(),
+                )))
+                .build(),
+        )
+        .send()
+        .await
+        .expect("create function");
+
+    let c = sfn(&t);
+    let sm = create(
+        &c,
+        "calls-echo",
+        json!({"StartAt": "ByArn", "States": {
+            "ByArn": {"Type": "Task",
+                      "Resource": "arn:aws:lambda:us-east-1:000000000000:function:echo",
+                      "Parameters": {"x.$": "$.x"}, "ResultPath": "$.direct", "Next": "ByInvoke"},
+            "ByInvoke": {"Type": "Task", "Resource": "arn:aws:states:::lambda:invoke",
+                         "Parameters": {"FunctionName": "echo", "Payload": {"y.$": "$.x"}},
+                         "ResultSelector": {"payload.$": "$.Payload", "status.$": "$.StatusCode"},
+                         "ResultPath": "$.invoked", "Next": "Fails"},
+            "Fails": {"Type": "Task", "Resource": "arn:aws:states:::lambda:invoke",
+                      "Parameters": {"FunctionName": "echo", "Payload": {"fail": true}},
+                      "Catch": [{"ErrorEquals": ["Refused"], "ResultPath": "$.caught", "Next": "Done"}],
+                      "End": true},
+            "Done": {"Type": "Succeed"}}}),
+        StateMachineType::Standard,
+    )
+    .await;
+    let run = c
+        .start_execution()
+        .state_machine_arn(&sm)
+        .input(r#"{"x": 7}"#)
+        .send()
+        .await
+        .unwrap();
+    let d = finished(&c, run.execution_arn(), Duration::from_secs(30)).await;
+    assert_eq!(*d.status(), ExecutionStatus::Succeeded, "{d:?}");
+    let out: Value = serde_json::from_str(d.output().unwrap()).unwrap();
+    assert_eq!(out["direct"], json!({"echo": {"x": 7}}));
+    assert_eq!(
+        out["invoked"],
+        json!({"payload": {"echo": {"y": 7}}, "status": 200})
+    );
+    assert_eq!(out["caught"]["Error"], "Refused", "{out}");
+    let cause: Value = serde_json::from_str(out["caught"]["Cause"].as_str().unwrap()).unwrap();
+    assert_eq!(cause["errorMessage"], "asked to fail", "{out}");
+
+    let types: Vec<HistoryEventType> = history(&c, run.execution_arn())
+        .await
+        .iter()
+        .map(|e| e.r#type().clone())
+        .collect();
+    use HistoryEventType as T;
+    assert!(types.contains(&T::LambdaFunctionSucceeded), "{types:?}");
+    assert!(types.contains(&T::TaskSucceeded), "{types:?}");
+    assert!(types.contains(&T::TaskFailed), "{types:?}");
+}
+
+#[tokio::test]
+async fn events_and_workflows_drive_each_other() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = Trellis::start(dir.path(), &[]);
+    let c = sfn(&t);
+    let events = {
+        let config = aws_sdk_eventbridge::Config::builder()
+            .behavior_version(aws_sdk_eventbridge::config::BehaviorVersion::latest())
+            .region(aws_sdk_eventbridge::config::Region::new("us-east-1"))
+            .credentials_provider(aws_sdk_eventbridge::config::Credentials::new(
+                "AKIDTEST", "secret", None, None, "test",
+            ))
+            .endpoint_url(t.endpoint())
+            .http_client(aws_smithy_http_client::Builder::new().build_http())
+            .build();
+        aws_sdk_eventbridge::Client::from_conf(config)
+    };
+    // A rule on the default bus starts `on-order` for every OrderPlaced event.
+    let on_order = create(
+        &c,
+        "on-order",
+        json!({"StartAt": "Take", "States": {"Take": {"Type": "Pass",
+            "Parameters": {"order.$": "$.detail.order", "source.$": "$.source"}, "End": true}}}),
+        StateMachineType::Standard,
+    )
+    .await;
+    events
+        .put_rule()
+        .name("orders")
+        .event_pattern(json!({"source": ["shop"], "detail-type": ["OrderPlaced"]}).to_string())
+        .send()
+        .await
+        .expect("put rule");
+    let put = events
+        .put_targets()
+        .rule("orders")
+        .targets(
+            aws_sdk_eventbridge::types::Target::builder()
+                .id("workflow")
+                .arn(&on_order)
+                .role_arn(ROLE)
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .expect("put targets");
+    assert_eq!(put.failed_entry_count(), 0);
+
+    // A workflow emits the event with the putEvents integration.
+    let emitter = create(
+        &c,
+        "emitter",
+        json!({"StartAt": "Emit", "States": {"Emit": {"Type": "Task",
+            "Resource": "arn:aws:states:::events:putEvents",
+            "Parameters": {"Entries": [{"Source": "shop", "DetailType": "OrderPlaced",
+                                        "Detail": {"order.$": "$.order"}}]},
+            "End": true}}}),
+        StateMachineType::Standard,
+    )
+    .await;
+    let run = c
+        .start_execution()
+        .state_machine_arn(&emitter)
+        .input(r#"{"order": 42}"#)
+        .send()
+        .await
+        .unwrap();
+    let d = finished(&c, run.execution_arn(), Duration::from_secs(10)).await;
+    assert_eq!(*d.status(), ExecutionStatus::Succeeded, "{d:?}");
+    let out: Value = serde_json::from_str(d.output().unwrap()).unwrap();
+    assert_eq!(out["FailedEntryCount"], 0, "{out}");
+    assert!(out["Entries"][0]["EventId"].is_string(), "{out}");
+
+    let started = common::eventually(Duration::from_secs(10), || async {
+        let list = c
+            .list_executions()
+            .state_machine_arn(&on_order)
+            .send()
+            .await
+            .unwrap();
+        list.executions().len() == 1
+    })
+    .await;
+    assert!(started, "the rule started the workflow");
+    let list = c
+        .list_executions()
+        .state_machine_arn(&on_order)
+        .send()
+        .await
+        .unwrap();
+    let d = finished(
+        &c,
+        list.executions()[0].execution_arn(),
+        Duration::from_secs(10),
+    )
+    .await;
+    assert_eq!(
+        serde_json::from_str::<Value>(d.output().unwrap()).unwrap(),
+        json!({"order": 42, "source": "shop"})
+    );
+}
