@@ -9,6 +9,7 @@
 //! - [`test_event_pattern`]: the `TestEventPattern` API.
 //! - [`transform`]: `InputPath` and `InputTransformer` (`InputPathsMap` + `InputTemplate`).
 //! - [`schedule`]: `rate(…)` / `cron(…)` parsing and next fire times in UTC.
+//! - [`service`]: the EventBridge API, durable delivery to targets and schedules.
 //!
 //! ```
 //! use trellis_events::{test_event_pattern, MachineBuilder, Pattern};
@@ -35,6 +36,7 @@ mod json;
 pub mod machine;
 pub mod pattern;
 pub mod schedule;
+pub mod service;
 pub mod transform;
 
 pub use event::EventError;

@@ -37,6 +37,16 @@ enum Command {
     },
     /// Print the JSON Schema of the declarative config.
     Schema,
+    /// Print every resource endpoint of a running Trellis: association, resource configuration, URL.
+    Endpoints {
+        /// The API address of the running Trellis.
+        #[arg(
+            long,
+            env = "TRELLIS_ENDPOINT",
+            default_value = "http://127.0.0.1:4566"
+        )]
+        endpoint: String,
+    },
     /// Apply a config file to a running Trellis; nothing changes if any part is invalid.
     Apply {
         path: PathBuf,
@@ -97,6 +107,9 @@ where
         Command::Validate { paths } => validate(paths).await,
         Command::Apply { path, endpoint } => apply(path, endpoint).await,
         Command::Schema => print_schema(),
+        Command::Endpoints { endpoint } => {
+            crate::lattice::resource_association::print_endpoints(&endpoint).await
+        }
     }
 }
 
@@ -127,6 +140,9 @@ pub fn main() -> std::process::ExitCode {
             Command::Validate { paths } => validate(paths).await,
             Command::Apply { path, endpoint } => apply(path, endpoint).await,
             Command::Schema => print_schema(),
+            Command::Endpoints { endpoint } => {
+                crate::lattice::resource_association::print_endpoints(&endpoint).await
+            }
         }
     });
     match result {
@@ -158,6 +174,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     );
     let controller =
         Arc::new(Controller::load(store.clone(), arn.clone(), dataplane.clone()).await?);
+    // Resource gateway endpoints: brought up now, then kept in step by every Lattice write.
+    crate::lattice::resource_association::start(&controller.state());
 
     let bind = |addr: SocketAddr, what: &'static str| async move {
         TcpListener::bind(addr)
@@ -179,7 +197,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     // === engines: each domain crate's API service and targets, wired here and only here ===
     let step_functions =
         trellis_workflows::service::start(store.clone(), arn.clone(), targets.clone()).await?;
-    let json_services: Vec<Arc<dyn trellis_core::api::JsonService>> = vec![step_functions];
+    let event_bridge =
+        trellis_events::service::start(store.clone(), arn.clone(), targets.clone()).await?;
+    let json_services: Vec<Arc<dyn trellis_core::api::JsonService>> =
+        vec![step_functions, event_bridge];
     let lambda = trellis_functions::Lambda::load(
         store.clone(),
         arn.clone(),

@@ -124,6 +124,7 @@ impl Controller {
             store.commit(writes).await.map_err(ApiError::internal)?;
         }
         self.dataplane.publish(&next);
+        lattice::resource_association::publish(&next);
         self.state.store(Arc::new(next));
         Ok(out)
     }

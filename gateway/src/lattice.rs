@@ -15,6 +15,9 @@ use trellis_core::{ApiError, ArnContext};
 pub mod association;
 pub mod listener;
 pub mod policy;
+pub mod resource_association;
+pub mod resource_configuration;
+pub mod resource_gateway;
 pub mod rule;
 pub mod service;
 pub mod service_network;
@@ -34,6 +37,9 @@ pub mod kind {
     pub const AUTH_POLICY: &str = "authpolicy";
     pub const RESOURCE_POLICY: &str = "resourcepolicy";
     pub const IDEMPOTENCY: &str = "idempotency";
+    pub const RESOURCE_GATEWAY: &str = "resourcegateway";
+    pub const RESOURCE_CONFIGURATION: &str = "resourceconfiguration";
+    pub const SN_RESOURCE_ASSOC: &str = "snra";
 
     pub const ALL: &[&str] = &[
         SERVICE_NETWORK,
@@ -47,6 +53,9 @@ pub mod kind {
         AUTH_POLICY,
         RESOURCE_POLICY,
         IDEMPOTENCY,
+        RESOURCE_GATEWAY,
+        RESOURCE_CONFIGURATION,
+        SN_RESOURCE_ASSOC,
     ];
 }
 
@@ -166,6 +175,15 @@ pub fn read(state: &State, ctx: &Ctx<'_>, op: &str, input: &Value) -> Result<Val
         "ListTagsForResource" => tags::list(state, input),
         "GetAuthPolicy" => policy::get_auth(state, input),
         "GetResourcePolicy" => policy::get_resource(state, input),
+        "GetResourceGateway" => resource_gateway::get(state, ctx, input),
+        "ListResourceGateways" => resource_gateway::list(state, ctx, input),
+        "GetResourceConfiguration" => resource_configuration::get(state, ctx, input),
+        "ListResourceConfigurations" => resource_configuration::list(state, ctx, input),
+        "GetServiceNetworkResourceAssociation" => resource_association::get(state, ctx, input),
+        "ListServiceNetworkResourceAssociations" => resource_association::list(state, ctx, input),
+        "ListResourceEndpointAssociations" => {
+            resource_association::list_endpoint_associations(state, input)
+        }
         other => Err(not_implemented(other)),
     }
 }
@@ -202,6 +220,16 @@ pub fn write(state: &mut State, ctx: &Ctx<'_>, op: &str, input: &Value) -> Resul
         "DeleteAuthPolicy" => policy::delete_auth(state, input),
         "PutResourcePolicy" => policy::put_resource(state, input),
         "DeleteResourcePolicy" => policy::delete_resource(state, input),
+        "CreateResourceGateway" => resource_gateway::create(state, ctx, input),
+        "UpdateResourceGateway" => resource_gateway::update(state, ctx, input),
+        "DeleteResourceGateway" => resource_gateway::delete(state, input),
+        "CreateResourceConfiguration" => resource_configuration::create(state, ctx, input),
+        "UpdateResourceConfiguration" => resource_configuration::update(state, ctx, input),
+        "DeleteResourceConfiguration" => resource_configuration::delete(state, input),
+        "CreateServiceNetworkResourceAssociation" => {
+            resource_association::create(state, ctx, input)
+        }
+        "DeleteServiceNetworkResourceAssociation" => resource_association::delete(state, input),
         other => Err(not_implemented(other)),
     }
 }

@@ -1,0 +1,161 @@
+//! Resource gateway endpoints: the data plane of VPC Lattice resource configurations.
+//!
+//! The control plane (the gateway's Lattice module) compiles every service-network resource
+//! association into a plain list of [`EndpointSpec`]s, one per (association, resource
+//! configuration, port), and hands the whole list to [`Manager::apply`] whenever the Lattice
+//! state changes. The manager keeps one TCP listener per spec on a loopback address of its own
+//! (keeping the resource's port) and proxies each accepted connection to the destination:
+//!
+//! accept → client CIDR allow-list → connection limit → resolve (DNS cached briefly, failures
+//! cached more briefly) → connect (timeout) → copy both ways (idle timeout) → close, with one
+//! JSON access-log line and per-resource-configuration counters ([`Manager::render_metrics`]).
+//!
+//! A changed spec is swapped in for new connections while existing ones finish on the old
+//! target (graceful drain); a removed spec stops accepting at once and closes the connections
+//! still open after its drain timeout.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::time::Duration;
+
+pub mod cidr;
+pub mod dns;
+mod manager;
+pub mod metrics;
+mod proxy;
+
+pub use cidr::Cidr;
+pub use manager::{Bound, Manager};
+
+/// AWS VPC Lattice closes idle TCP resource connections after 350 seconds.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(350);
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long connections of a deleted endpoint may finish before they are closed.
+pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+/// Ports of one resource configuration that get endpoints (a range `1-65535` is valid input,
+/// but 65535 listeners per association are not useful).
+pub const MAX_PORTS_PER_RESOURCE: usize = 256;
+
+/// One listening endpoint: where it listens, where it forwards, and its limits.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EndpointSpec {
+    pub association_id: String,
+    pub service_network_id: String,
+    pub resource_configuration_id: String,
+    pub resource_configuration_arn: String,
+    /// Requested listening address (the resource's port on a loopback address of its own).
+    /// If it cannot be bound, the manager falls back to port 0 on the same address, then to
+    /// `127.0.0.1:0`; [`Manager::bound`] reports what was actually bound.
+    pub listen: SocketAddr,
+    /// An IP address or a DNS name, resolved at connect time.
+    pub destination_host: String,
+    pub destination_port: u16,
+    /// Client networks allowed to connect; `None` lets every client in.
+    pub allowed_cidrs: Option<Vec<Cidr>>,
+    /// Concurrent connections on this endpoint; more are closed at once.
+    pub max_connections: Option<usize>,
+    pub connect_timeout: Duration,
+    pub idle_timeout: Duration,
+    pub drain_timeout: Duration,
+}
+
+/// What identifies an endpoint across config changes (association, resource configuration,
+/// resource port): a spec with the same key and the same `listen` keeps its listener (and its open connections) when anything else changes.
+pub type Key = (String, String, u16);
+
+impl EndpointSpec {
+    pub fn key(&self) -> Key {
+        (
+            self.association_id.clone(),
+            self.resource_configuration_id.clone(),
+            self.destination_port,
+        )
+    }
+
+    /// The endpoint's URL for an address it is bound to.
+    pub fn url(addr: SocketAddr) -> String {
+        format!("tcp://{addr}")
+    }
+}
+
+/// Parses one AWS port range (`"5432"` or `"8000-8010"`) into inclusive bounds.
+pub fn parse_port_range(text: &str) -> Result<(u16, u16), String> {
+    let port = |p: &str| -> Result<u16, String> {
+        match p.trim().parse::<u32>() {
+            Ok(n) if (1..=65535).contains(&n) => Ok(n as u16),
+            _ => Err(format!("{p:?} is not a port between 1 and 65535")),
+        }
+    };
+    let (lo, hi) = match text.split_once('-') {
+        Some((a, b)) => (port(a)?, port(b)?),
+        None => {
+            let p = port(text)?;
+            (p, p)
+        }
+    };
+    if lo > hi {
+        return Err(format!(
+            "the range {text:?} starts after it ends ({lo} > {hi})"
+        ));
+    }
+    Ok((lo, hi))
+}
+
+/// Whether two inclusive ranges share a port.
+pub fn ranges_overlap(a: (u16, u16), b: (u16, u16)) -> bool {
+    a.0 <= b.1 && b.0 <= a.1
+}
+
+/// The loopback address `key` prefers: one of 127.0.0.0/16 minus `.0`, `.1` and `.255` in the
+/// last octet, chosen by a stable hash so an association keeps its address across restarts.
+pub fn preferred_host(key: &str) -> Ipv4Addr {
+    host_at(fnv1a(key) % SLOTS)
+}
+
+/// The first address from `key`'s preferred one on that `taken` does not refuse.
+pub fn pick_host(key: &str, taken: impl Fn(Ipv4Addr) -> bool) -> Ipv4Addr {
+    let start = fnv1a(key) % SLOTS;
+    (0..SLOTS)
+        .map(|i| host_at((start + i) % SLOTS))
+        .find(|h| !taken(*h))
+        .unwrap_or_else(|| host_at(start))
+}
+
+const SLOTS: u64 = 256 * 253;
+
+fn host_at(slot: u64) -> Ipv4Addr {
+    Ipv4Addr::new(127, 0, (slot / 253) as u8, (slot % 253 + 2) as u8)
+}
+
+fn fnv1a(s: &str) -> u64 {
+    s.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn port_ranges_parse_and_reject() {
+        assert_eq!(parse_port_range("5432"), Ok((5432, 5432)));
+        assert_eq!(parse_port_range("8000-8010"), Ok((8000, 8010)));
+        assert!(parse_port_range("0").is_err());
+        assert!(parse_port_range("65536").is_err());
+        assert!(parse_port_range("10-5").is_err());
+        assert!(parse_port_range("a-5").is_err());
+        assert!(ranges_overlap((1, 10), (10, 20)));
+        assert!(!ranges_overlap((1, 9), (10, 20)));
+    }
+
+    #[test]
+    fn hosts_are_stable_loopback_and_avoid_taken_ones() {
+        let a = preferred_host("snra-1/rcfg-1");
+        assert_eq!(a, preferred_host("snra-1/rcfg-1"));
+        assert_eq!(a.octets()[0], 127);
+        assert!(a.octets()[3] >= 2 && a.octets()[3] <= 254);
+        let b = pick_host("snra-1/rcfg-1", |h| h == a);
+        assert_ne!(a, b);
+        assert_eq!(pick_host("snra-1/rcfg-1", |_| false), a);
+    }
+}

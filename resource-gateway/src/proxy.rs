@@ -1,0 +1,239 @@
+//! One proxied connection: allow-list, limit, connect, copy both ways, close, log.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+
+use crate::dns::Resolver;
+use crate::metrics::{Counters, Metrics};
+use crate::EndpointSpec;
+
+/// Per direction and connection: large enough for bulk transfers, small enough for thousands
+/// of idle database connections.
+const BUFFER: usize = 32 * 1024;
+
+/// What a connection shares with its endpoint.
+pub(crate) struct Shared {
+    pub metrics: Arc<Metrics>,
+    pub resolver: Arc<Resolver>,
+    /// Open connections of this endpoint, for the limit.
+    pub active: Arc<AtomicUsize>,
+    /// Turns true when the endpoint is deleted and its drain time is over.
+    pub kill: watch::Receiver<bool>,
+    /// The address the endpoint is bound to.
+    pub local: SocketAddr,
+}
+
+struct ActiveGuard(Arc<AtomicUsize>, Arc<Counters>);
+
+impl Drop for ActiveGuard {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Relaxed);
+        self.1.active.fetch_sub(1, Relaxed);
+    }
+}
+
+pub(crate) async fn serve(client: TcpStream, peer: SocketAddr, spec: Arc<EndpointSpec>, s: Shared) {
+    let start = Instant::now();
+    let counters = s.metrics.of(&spec.resource_configuration_id);
+    let log = |destination: Option<SocketAddr>, up: u64, down: u64, reason: &str| {
+        let line = json!({
+            "type": "resource_access",
+            "time": now_rfc3339(),
+            "source": peer.to_string(),
+            "endpoint": s.local.to_string(),
+            "serviceNetworkId": spec.service_network_id,
+            "serviceNetworkResourceAssociationId": spec.association_id,
+            "resourceConfigurationId": spec.resource_configuration_id,
+            "resourceConfigurationArn": spec.resource_configuration_arn,
+            "destination": format!("{}:{}", spec.destination_host, spec.destination_port),
+            "destinationAddress": destination.map(|d| d.to_string()),
+            "bytesToDestination": up,
+            "bytesFromDestination": down,
+            "durationMs": start.elapsed().as_millis() as u64,
+            "closeReason": reason,
+        });
+        tracing::info!(target: "trellis::resource_access", "{line}");
+    };
+
+    if let Some(cidrs) = &spec.allowed_cidrs {
+        if !cidrs.iter().any(|c| c.contains(peer.ip())) {
+            counters.denied_cidr.fetch_add(1, Relaxed);
+            log(None, 0, 0, "denied: source not in the allow-list");
+            return;
+        }
+    }
+    let open = s.active.fetch_add(1, Relaxed) + 1;
+    counters.active.fetch_add(1, Relaxed);
+    let _guard = ActiveGuard(s.active.clone(), counters.clone());
+    if spec.max_connections.is_some_and(|max| open > max) {
+        counters.denied_limit.fetch_add(1, Relaxed);
+        log(None, 0, 0, "denied: connection limit reached");
+        return;
+    }
+    counters.connections.fetch_add(1, Relaxed);
+
+    let connect = s
+        .resolver
+        .connect(&spec.destination_host, spec.destination_port);
+    let (upstream, dest) = match tokio::time::timeout(spec.connect_timeout, connect).await {
+        Ok(Ok(c)) => c,
+        Ok(Err(e)) => {
+            counters.connect_errors.fetch_add(1, Relaxed);
+            log(None, 0, 0, &format!("connect_error: {e}"));
+            return;
+        }
+        Err(_) => {
+            counters.connect_errors.fetch_add(1, Relaxed);
+            log(None, 0, 0, "connect_timeout");
+            return;
+        }
+    };
+    let _ = client.set_nodelay(true);
+    let _ = upstream.set_nodelay(true);
+    let up = AtomicU64::new(0);
+    let down = AtomicU64::new(0);
+    let reason = pump(client, upstream, &spec, s.kill, &counters, &up, &down).await;
+    log(Some(dest), up.load(Relaxed), down.load(Relaxed), &reason);
+}
+
+/// Copies both ways until both sides have closed, one fails, the connection idles out or the
+/// endpoint is deleted; returns the close reason.
+async fn pump(
+    mut client: TcpStream,
+    mut upstream: TcpStream,
+    spec: &EndpointSpec,
+    mut kill: watch::Receiver<bool>,
+    counters: &Counters,
+    up: &AtomicU64,
+    down: &AtomicU64,
+) -> String {
+    let start = Instant::now();
+    let last = AtomicU64::new(0);
+    let (mut cr, mut cw) = client.split();
+    let (mut ur, mut uw) = upstream.split();
+    let to_dest = copy(
+        &mut cr,
+        &mut uw,
+        up,
+        &counters.bytes_to_destination,
+        &last,
+        start,
+    );
+    let from_dest = copy(
+        &mut ur,
+        &mut cw,
+        down,
+        &counters.bytes_from_destination,
+        &last,
+        start,
+    );
+    tokio::pin!(to_dest, from_dest);
+    let (mut client_done, mut dest_done) = (false, false);
+    let mut first_closed: Option<&str> = None;
+    let idle = spec.idle_timeout;
+    let mut killed = *kill.borrow();
+    loop {
+        if killed {
+            return "endpoint_deleted".into();
+        }
+        let idle_for = Duration::from_millis(start.elapsed().as_millis() as u64)
+            .saturating_sub(Duration::from_millis(last.load(Relaxed)));
+        let idle_left = idle.saturating_sub(idle_for);
+        tokio::select! {
+            r = &mut to_dest, if !client_done => match r {
+                Ok(()) => {
+                    client_done = true;
+                    first_closed.get_or_insert("client_closed");
+                }
+                // A reset after the other side closed is part of closing.
+                Err(e) => return first_closed.map_or_else(
+                    || format!("error: client to destination: {e}"),
+                    str::to_string,
+                ),
+            },
+            r = &mut from_dest, if !dest_done => match r {
+                Ok(()) => {
+                    dest_done = true;
+                    first_closed.get_or_insert("destination_closed");
+                }
+                Err(e) => return first_closed.map_or_else(
+                    || format!("error: destination to client: {e}"),
+                    str::to_string,
+                ),
+            },
+            _ = tokio::time::sleep(idle_left) => {
+                let idle_for = Duration::from_millis(start.elapsed().as_millis() as u64)
+                    .saturating_sub(Duration::from_millis(last.load(Relaxed)));
+                if idle_for >= idle {
+                    return "idle_timeout".into();
+                }
+            }
+            changed = kill.changed() => {
+                // A dropped sender means the manager is gone: close as if deleted.
+                killed = changed.is_err() || *kill.borrow();
+            }
+        }
+        if client_done && dest_done {
+            return first_closed.unwrap_or("closed").to_string();
+        }
+    }
+}
+
+async fn copy<R, W>(
+    r: &mut R,
+    w: &mut W,
+    total: &AtomicU64,
+    metric: &AtomicU64,
+    last: &AtomicU64,
+    start: Instant,
+) -> std::io::Result<()>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let mut buf = vec![0u8; BUFFER];
+    loop {
+        let n = r.read(&mut buf).await?;
+        if n == 0 {
+            let _ = w.shutdown().await;
+            return Ok(());
+        }
+        w.write_all(&buf[..n]).await?;
+        total.fetch_add(n as u64, Relaxed);
+        metric.fetch_add(n as u64, Relaxed);
+        last.store(start.elapsed().as_millis() as u64, Relaxed);
+    }
+}
+
+/// The current UTC time as RFC 3339 with milliseconds.
+fn now_rfc3339() -> String {
+    let d = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let secs = d.as_secs() as i64;
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60,
+        d.subsec_millis()
+    )
+}

@@ -1,0 +1,614 @@
+//! Resource gateways end to end: the Lattice resource API through the AWS SDK for Rust, and TCP
+//! endpoints that reach real resources.
+//!
+//! NEEDS POSTGRESQL at 127.0.0.1:5432 (trust auth, user `postgres`, database `postgres`), as on
+//! the development machines and in CI. Where there is none, set `TRELLIS_SKIP_PG=1` and the
+//! PostgreSQL tests print that they were skipped; without it they fail. The other tests need
+//! nothing but loopback addresses.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use aws_sdk_vpclattice::error::ProvideErrorMetadata;
+use aws_sdk_vpclattice::types::*;
+use common::*;
+use serde_json::Value;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+const PG: &str = "127.0.0.1:5432";
+
+/// True (after saying so) when the PostgreSQL tests are to be skipped.
+fn skip_pg(test: &str) -> bool {
+    if std::env::var("TRELLIS_SKIP_PG").as_deref() == Ok("1") {
+        eprintln!("SKIPPED {test}: TRELLIS_SKIP_PG=1 is set; this test needs PostgreSQL at {PG}");
+        return true;
+    }
+    false
+}
+
+/// A resource gateway, a SINGLE resource configuration for `ip` on `ports`, and its association
+/// with a new service network; returns (configuration id, association id).
+async fn expose(
+    c: &aws_sdk_vpclattice::Client,
+    name: &str,
+    ip: &str,
+    ports: &[&str],
+) -> (String, String) {
+    let gw = c
+        .create_resource_gateway()
+        .name(format!("{name}-gw"))
+        .vpc_identifier("vpc-0123456789abcdef0")
+        .subnet_ids("subnet-0123456789abcdef0")
+        .send()
+        .await
+        .expect("create resource gateway");
+    let mut req = c
+        .create_resource_configuration()
+        .name(name)
+        .r#type(ResourceConfigurationType::Single)
+        .protocol(ProtocolType::Tcp)
+        .resource_gateway_identifier(gw.id().unwrap())
+        .resource_configuration_definition(ResourceConfigurationDefinition::IpResource(
+            IpResource::builder().ip_address(ip).build(),
+        ));
+    for p in ports {
+        req = req.port_ranges(*p);
+    }
+    let rc = req.send().await.expect("create resource configuration");
+    let sn = c
+        .create_service_network()
+        .name(format!("{name}-sn"))
+        .send()
+        .await
+        .expect("create service network");
+    let a = c
+        .create_service_network_resource_association()
+        .resource_configuration_identifier(rc.id().unwrap())
+        .service_network_identifier(sn.id().unwrap())
+        .send()
+        .await
+        .expect("associate");
+    assert_eq!(
+        a.status(),
+        Some(&ServiceNetworkResourceAssociationStatus::Active)
+    );
+    (rc.id().unwrap().to_string(), a.id().unwrap().to_string())
+}
+
+/// The Trellis field `endpoints` of an association, read with a raw GET (the SDK drops it).
+async fn endpoints(t: &Trellis, association: &str) -> Vec<Value> {
+    let r = get(
+        t.api,
+        &t.api.to_string(),
+        &format!("/servicenetworkresourceassociations/{association}"),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    r.json()["endpoints"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
+fn addr_of(endpoint: &Value) -> SocketAddr {
+    let host = endpoint["host"].as_str().unwrap();
+    let port = endpoint["port"].as_u64().unwrap() as u16;
+    assert_eq!(
+        endpoint["url"].as_str().unwrap(),
+        format!("tcp://{host}:{port}")
+    );
+    SocketAddr::new(host.parse().unwrap(), port)
+}
+
+async fn pg(addr: SocketAddr) -> Result<tokio_postgres::Client, String> {
+    let stream = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
+    let mut config = tokio_postgres::Config::new();
+    config.user("postgres").dbname("postgres");
+    let (client, conn) = config
+        .connect_raw(stream, tokio_postgres::NoTls)
+        .await
+        .map_err(|e| e.to_string())?;
+    tokio::spawn(conn);
+    Ok(client)
+}
+
+/// True once `s` is closed by the other side (EOF or reset) within five seconds.
+async fn closed(s: &mut TcpStream) -> bool {
+    let mut buf = [0u8; 64];
+    matches!(
+        tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf)).await,
+        Ok(Ok(0) | Err(_))
+    )
+}
+
+/// A TCP server on `addr` answering each chunk with `name:` and the chunk.
+async fn tcp_echo(name: &'static str, addr: &str) -> SocketAddr {
+    let l = TcpListener::bind(addr).await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = l.accept().await {
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 4096];
+                while let Ok(n) = s.read(&mut buf).await {
+                    if n == 0 {
+                        return;
+                    }
+                    let mut out = format!("{name}:").into_bytes();
+                    out.extend_from_slice(&buf[..n]);
+                    if s.write_all(&out).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+async fn roundtrip(s: &mut TcpStream, msg: &str) -> String {
+    s.write_all(msg.as_bytes()).await.unwrap();
+    let mut buf = vec![0u8; 256];
+    let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf))
+        .await
+        .expect("an answer in time")
+        .unwrap();
+    String::from_utf8_lossy(&buf[..n]).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_through_a_resource_endpoint() {
+    if skip_pg("postgres_through_a_resource_endpoint") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let t = Trellis::start(dir.path(), &[]);
+    let c = t.lattice();
+    let (rc, assoc) = expose(&c, "orders-db", "127.0.0.1", &["5432"]).await;
+
+    let got = c
+        .get_resource_configuration()
+        .resource_configuration_identifier(&rc)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(got.status(), Some(&ResourceConfigurationStatus::Active));
+    assert_eq!(got.port_ranges(), ["5432"]);
+    let a = c
+        .get_service_network_resource_association()
+        .service_network_resource_association_identifier(&assoc)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(a.resource_configuration_id(), Some(rc.as_str()));
+
+    let eps = endpoints(&t, &assoc).await;
+    assert_eq!(eps.len(), 1, "{eps:?}");
+    let ep = addr_of(&eps[0]);
+    assert!(ep.ip().is_loopback());
+    assert_ne!(ep, PG.parse::<SocketAddr>().unwrap());
+
+    // `trellis endpoints` prints the same.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_trellis"))
+        .args(["endpoints", "--endpoint", &t.endpoint()])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        text.trim(),
+        format!("{assoc}\torders-db\ttcp://{ep}"),
+        "trellis endpoints"
+    );
+
+    // Queries.
+    let db = pg(ep).await.expect("connect through the endpoint");
+    let row = db.query_one("SELECT 1 + $1::int", &[&41i32]).await.unwrap();
+    assert_eq!(row.get::<_, i32>(0), 42);
+    let row = db
+        .query_one("SELECT current_database()", &[])
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, String>(0), "postgres");
+    // A large result, and many rows.
+    let row = db
+        .query_one("SELECT repeat('x', 1000000)", &[])
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, String>(0).len(), 1_000_000);
+    let rows = db
+        .query(
+            "SELECT g, md5(g::text) FROM generate_series(1, 50000) g",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 50_000);
+    // A large upload.
+    let big = "y".repeat(2_000_000);
+    let row = db
+        .query_one("SELECT length($1::text)", &[&big])
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, i32>(0), 2_000_000);
+
+    // 20 concurrent connections, each its own backend.
+    let mut tasks = Vec::new();
+    for i in 0..20i32 {
+        tasks.push(tokio::spawn(async move {
+            let db = pg(ep).await.expect("concurrent connect");
+            let row = db
+                .query_one(
+                    "SELECT pg_backend_pid(), $1::int, pg_sleep(0.2)::text",
+                    &[&i],
+                )
+                .await
+                .unwrap();
+            assert_eq!(row.get::<_, i32>(1), i);
+            row.get::<_, i32>(0)
+        }));
+    }
+    let mut pids = Vec::new();
+    for t in tasks {
+        pids.push(t.await.unwrap());
+    }
+    pids.sort();
+    pids.dedup();
+    assert_eq!(pids.len(), 20, "20 distinct backends");
+
+    // Deleting the association closes the endpoint: no new connections, and the open one is
+    // closed once the drain time (5 s by default) is over.
+    c.delete_service_network_resource_association()
+        .service_network_resource_association_identifier(&assoc)
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            TcpStream::connect(ep).await.is_err()
+        })
+        .await,
+        "the endpoint stops listening"
+    );
+    assert!(
+        eventually(Duration::from_secs(15), || async {
+            db.simple_query("SELECT 1").await.is_err()
+        })
+        .await,
+        "open connections are closed after the drain time"
+    );
+    let err = c
+        .get_service_network_resource_association()
+        .service_network_resource_association_identifier(&assoc)
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Some("ResourceNotFoundException"));
+}
+
+#[tokio::test]
+async fn a_refused_destination_closes_the_client_connection() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = Trellis::start(dir.path(), &[]);
+    let c = t.lattice();
+    let free = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let (_, assoc) = expose(&c, "gone-db", "127.0.0.1", &[&free.to_string()]).await;
+    let eps = endpoints(&t, &assoc).await;
+    assert_eq!(eps.len(), 1);
+    let mut s = TcpStream::connect(addr_of(&eps[0])).await.unwrap();
+    assert!(closed(&mut s).await, "the client's connection is closed");
+    if !skip_pg("a_refused_destination_closes_the_client_connection (PostgreSQL part)") {
+        assert!(pg(addr_of(&eps[0])).await.is_err(), "no database there");
+    }
+}
+
+#[tokio::test]
+async fn allow_lists_updates_and_groups() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = Trellis::start(dir.path(), &[]);
+    let c = t.lattice();
+    let a = tcp_echo("a", "127.0.0.1:0").await;
+    // b: the same port on another loopback address, so the configuration can move to it.
+    let b = tcp_echo("b", &format!("127.0.0.2:{}", a.port())).await;
+    let (rc, assoc) = expose(&c, "echo", "127.0.0.1", &[&a.port().to_string()]).await;
+    let ep = addr_of(&endpoints(&t, &assoc).await[0]);
+    let mut old = TcpStream::connect(ep).await.unwrap();
+    assert_eq!(roundtrip(&mut old, "1").await, "a:1");
+
+    // Moving the resource: new connections go to b, the open one finishes on a.
+    c.update_resource_configuration()
+        .resource_configuration_identifier(&rc)
+        .resource_configuration_definition(ResourceConfigurationDefinition::IpResource(
+            IpResource::builder().ip_address("127.0.0.2").build(),
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        addr_of(&endpoints(&t, &assoc).await[0]),
+        ep,
+        "same endpoint"
+    );
+    let mut new = TcpStream::connect(ep).await.unwrap();
+    assert_eq!(roundtrip(&mut new, "2").await, "b:2");
+    assert_eq!(roundtrip(&mut old, "3").await, "a:3");
+    let _ = b;
+
+    // A client allow-list that leaves loopback out closes new connections.
+    let assoc_arn = c
+        .get_service_network_resource_association()
+        .service_network_resource_association_identifier(&assoc)
+        .send()
+        .await
+        .unwrap()
+        .arn()
+        .unwrap()
+        .to_string();
+    c.tag_resource()
+        .resource_arn(&assoc_arn)
+        .tags("trellis:allowed-cidrs", "10.0.0.0/8")
+        .send()
+        .await
+        .unwrap();
+    let mut denied = TcpStream::connect(ep).await.unwrap();
+    assert!(closed(&mut denied).await, "outside the allow-list");
+    c.tag_resource()
+        .resource_arn(&assoc_arn)
+        .tags("trellis:allowed-cidrs", "10.0.0.0/8, 127.0.0.0/8")
+        .send()
+        .await
+        .unwrap();
+    let mut allowed = TcpStream::connect(ep).await.unwrap();
+    assert_eq!(roundtrip(&mut allowed, "4").await, "b:4");
+
+    // A GROUP exposes each CHILD on an address of its own, on the group's ports.
+    let gw = c
+        .create_resource_gateway()
+        .name("group-gw")
+        .send()
+        .await
+        .unwrap();
+    let group = c
+        .create_resource_configuration()
+        .name("echoes")
+        .r#type(ResourceConfigurationType::Group)
+        .resource_gateway_identifier(gw.id().unwrap())
+        .port_ranges(a.port().to_string())
+        .send()
+        .await
+        .unwrap();
+    for (name, ip) in [("echo-a", "127.0.0.1"), ("echo-b", "127.0.0.2")] {
+        c.create_resource_configuration()
+            .name(name)
+            .r#type(ResourceConfigurationType::Child)
+            .resource_configuration_group_identifier(group.id().unwrap())
+            .resource_configuration_definition(ResourceConfigurationDefinition::IpResource(
+                IpResource::builder().ip_address(ip).build(),
+            ))
+            .send()
+            .await
+            .unwrap();
+    }
+    let sn = c
+        .create_service_network()
+        .name("groups")
+        .send()
+        .await
+        .unwrap();
+    let ga = c
+        .create_service_network_resource_association()
+        .resource_configuration_identifier(group.id().unwrap())
+        .service_network_identifier(sn.id().unwrap())
+        .send()
+        .await
+        .unwrap();
+    let eps = endpoints(&t, ga.id().unwrap()).await;
+    assert_eq!(eps.len(), 2, "{eps:?}");
+    let mut answers = Vec::new();
+    for e in &eps {
+        let mut s = TcpStream::connect(addr_of(e)).await.unwrap();
+        answers.push(roundtrip(&mut s, "g").await);
+    }
+    answers.sort();
+    assert_eq!(answers, ["a:g", "b:g"]);
+    let listed = c
+        .list_resource_configurations()
+        .resource_configuration_group_identifier(group.id().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(listed.items().len(), 2);
+}
+
+#[tokio::test]
+async fn bad_definitions_and_dependencies_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = Trellis::start(dir.path(), &[]);
+    let c = t.lattice();
+    let gw = c
+        .create_resource_gateway()
+        .name("checks-gw")
+        .send()
+        .await
+        .unwrap();
+    let gw_id = gw.id().unwrap().to_string();
+    assert!(gw_id.starts_with("rgw-"));
+    assert_eq!(gw.status(), Some(&ResourceGatewayStatus::Active));
+    let single = |name: &str, ranges: &[&str]| {
+        let mut req = c
+            .create_resource_configuration()
+            .name(name)
+            .r#type(ResourceConfigurationType::Single)
+            .resource_gateway_identifier(&gw_id)
+            .resource_configuration_definition(ResourceConfigurationDefinition::DnsResource(
+                DnsResource::builder().domain_name("db.internal").build(),
+            ));
+        for r in ranges {
+            req = req.port_ranges(*r);
+        }
+        req.send()
+    };
+    for (ranges, field) in [
+        (&["0"][..], "portRanges.1"),
+        (&["70000"][..], "portRanges.1"),
+        (&["10-5"][..], "portRanges.1"),
+        (&["5000-5010", "5005"][..], "portRanges.2"),
+    ] {
+        let e = single("bad", ranges).await.unwrap_err();
+        assert_eq!(e.code(), Some("ValidationException"), "{ranges:?}");
+        assert!(
+            e.message().unwrap_or_default().contains(field),
+            "{ranges:?}: {:?}",
+            e.message()
+        );
+    }
+    let ok = single("main-db", &["5432", "6000-6010"]).await.unwrap();
+    // Overlapping another configuration's ranges on the same gateway.
+    let e = single("other-db", &["6005-6020"]).await.unwrap_err();
+    assert_eq!(e.code(), Some("ValidationException"));
+    assert!(e.message().unwrap_or_default().contains("portRanges.1"));
+    let e = single("main-db", &["7000"]).await.unwrap_err();
+    assert_eq!(e.code(), Some("ConflictException"), "duplicate name");
+    // A CHILD takes gateway and ports from a GROUP.
+    let e = c
+        .create_resource_configuration()
+        .name("orphan")
+        .r#type(ResourceConfigurationType::Child)
+        .resource_configuration_group_identifier(ok.id().unwrap())
+        .resource_configuration_definition(ResourceConfigurationDefinition::IpResource(
+            IpResource::builder().ip_address("10.0.0.1").build(),
+        ))
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Some("ValidationException"));
+    assert!(e
+        .message()
+        .unwrap_or_default()
+        .contains("resourceConfigurationGroupIdentifier"));
+    let e = c
+        .create_resource_configuration()
+        .name("bad-ip")
+        .r#type(ResourceConfigurationType::Single)
+        .resource_gateway_identifier(&gw_id)
+        .port_ranges("80")
+        .resource_configuration_definition(ResourceConfigurationDefinition::IpResource(
+            IpResource::builder().ip_address("10.0.0.300").build(),
+        ))
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Some("ValidationException"));
+    assert!(e
+        .message()
+        .unwrap_or_default()
+        .contains("resourceConfigurationDefinition.ipResource.ipAddress"));
+
+    // Dependencies: a gateway with configurations, an associated configuration.
+    let e = c
+        .delete_resource_gateway()
+        .resource_gateway_identifier(&gw_id)
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Some("ConflictException"));
+    let sn = c
+        .create_service_network()
+        .name("checks")
+        .send()
+        .await
+        .unwrap();
+    let a = c
+        .create_service_network_resource_association()
+        .resource_configuration_identifier(ok.arn().unwrap())
+        .service_network_identifier(sn.id().unwrap())
+        .send()
+        .await
+        .unwrap();
+    let e = c
+        .create_service_network_resource_association()
+        .resource_configuration_identifier(ok.id().unwrap())
+        .service_network_identifier(sn.id().unwrap())
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Some("ConflictException"));
+    let e = c
+        .delete_resource_configuration()
+        .resource_configuration_identifier(ok.id().unwrap())
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Some("ConflictException"));
+    // The DNS resource's endpoints: one per port (1 + 11).
+    assert_eq!(endpoints(&t, a.id().unwrap()).await.len(), 12);
+    let listed = c
+        .list_service_network_resource_associations()
+        .service_network_identifier(sn.id().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(listed.items().len(), 1);
+    let rea = c
+        .list_resource_endpoint_associations()
+        .resource_configuration_identifier(ok.id().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert!(rea.items().is_empty());
+
+    // Tear down in order.
+    c.delete_service_network_resource_association()
+        .service_network_resource_association_identifier(a.id().unwrap())
+        .send()
+        .await
+        .unwrap();
+    c.delete_resource_configuration()
+        .resource_configuration_identifier(ok.id().unwrap())
+        .send()
+        .await
+        .unwrap();
+    let gws = c.list_resource_gateways().send().await.unwrap();
+    assert_eq!(gws.items().len(), 1);
+    let d = c
+        .delete_resource_gateway()
+        .resource_gateway_identifier(&gw_id)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(d.status(), Some(&ResourceGatewayStatus::DeleteInProgress));
+    let e = c
+        .get_resource_gateway()
+        .resource_gateway_identifier(&gw_id)
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Some("ResourceNotFoundException"));
+}
+
+#[tokio::test]
+async fn endpoints_come_back_at_the_same_address_after_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = tcp_echo("a", "127.0.0.1:0").await;
+    let mut t = Trellis::start(dir.path(), &[]);
+    let (_, assoc) = expose(
+        &t.lattice(),
+        "restarted",
+        "127.0.0.1",
+        &[&a.port().to_string()],
+    )
+    .await;
+    let before = addr_of(&endpoints(&t, &assoc).await[0]);
+    t.kill9();
+    let t = Trellis::start(dir.path(), &[]);
+    let after = addr_of(&endpoints(&t, &assoc).await[0]);
+    assert_eq!(before, after);
+    let mut s = TcpStream::connect(after).await.unwrap();
+    assert_eq!(roundtrip(&mut s, "back").await, "a:back");
+}
