@@ -700,3 +700,108 @@ async fn sts_and_iam_answer_what_deploy_tools_ask() {
     assert_eq!(status, 200, "{xml}");
     assert!(xml.contains("<GetRoleResult><Role>"), "{xml}");
 }
+
+#[tokio::test]
+async fn lambda_target_groups_receive_the_lattice_event() {
+    use aws_sdk_vpclattice::types::{
+        ListenerProtocol, RuleAction, Target, TargetGroupConfig, TargetGroupType,
+        WeightedTargetGroup,
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let t = Trellis::start(dir.path(), &[]);
+    let c = lambda(&t);
+    create(&c, "lattice-echo", 10, &[]).await;
+    let arn = c
+        .get_function()
+        .function_name("lattice-echo")
+        .send()
+        .await
+        .unwrap()
+        .configuration()
+        .unwrap()
+        .function_arn()
+        .unwrap()
+        .to_string();
+    let lattice = t.lattice();
+    for (version, svc_name) in [("V2", "fn-v2"), ("V1", "fn-v1")] {
+        let tg = lattice
+            .create_target_group()
+            .name(format!("{svc_name}-tg"))
+            .r#type(TargetGroupType::Lambda)
+            .config(
+                TargetGroupConfig::builder()
+                    .lambda_event_structure_version(version.into())
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap();
+        lattice
+            .register_targets()
+            .target_group_identifier(tg.id().unwrap())
+            .targets(Target::builder().id(&arn).build().unwrap())
+            .send()
+            .await
+            .unwrap();
+        let svc = lattice
+            .create_service()
+            .name(svc_name)
+            .send()
+            .await
+            .unwrap();
+        let dns = svc.dns_entry().unwrap().domain_name().unwrap().to_string();
+        lattice
+            .create_listener()
+            .service_identifier(svc.id().unwrap())
+            .name("http-80")
+            .protocol(ListenerProtocol::Http)
+            .port(80)
+            .default_action(RuleAction::Forward(
+                aws_sdk_vpclattice::types::ForwardAction::builder()
+                    .target_groups(
+                        WeightedTargetGroup::builder()
+                            .target_group_identifier(tg.id().unwrap())
+                            .build()
+                            .unwrap(),
+                    )
+                    .build()
+                    .unwrap(),
+            ))
+            .send()
+            .await
+            .unwrap();
+
+        let client = http_client();
+        let r = send(
+            &client,
+            t.listen,
+            "GET",
+            &dns,
+            "/orders/7?x=1&y=2",
+            &[("x-tenant", "acme")],
+        )
+        .await;
+        assert_eq!(
+            r.status,
+            201,
+            "{version}: {}",
+            String::from_utf8_lossy(&r.body)
+        );
+        assert_eq!(r.headers["x-from"], "echo-fn");
+        let event = r.json();
+        assert_eq!(event["method"], "GET");
+        if version == "V2" {
+            assert_eq!(event["version"], "2.0");
+            assert_eq!(event["path"], "/orders/7");
+            assert_eq!(event["queryStringParameters"]["x"], "1");
+            assert_eq!(event["headers"]["x-tenant"], serde_json::json!(["acme"]));
+            assert_eq!(event["requestContext"]["targetGroupArn"], tg.arn().unwrap());
+            assert_eq!(event["requestContext"]["serviceArn"], svc.arn().unwrap());
+        } else {
+            assert_eq!(event["raw_path"], "/orders/7?x=1&y=2");
+            assert_eq!(event["query_string_parameters"]["y"], "2");
+            assert_eq!(event["headers"]["x-tenant"], "acme");
+            assert_eq!(event["is_base64_encoded"], false);
+        }
+    }
+}
