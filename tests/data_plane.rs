@@ -537,32 +537,7 @@ async fn tls_passthrough_routes_by_sni_without_terminating() {
             });
         }
     });
-    let tg = c
-        .create_target_group()
-        .name("pass-tg")
-        .r#type(TargetGroupType::Ip)
-        .config(
-            TargetGroupConfig::builder()
-                .port(up_addr.port() as i32)
-                .protocol(TargetGroupProtocol::Https)
-                .health_check(HealthCheckConfig::builder().enabled(false).build())
-                .build(),
-        )
-        .send()
-        .await
-        .unwrap();
-    c.register_targets()
-        .target_group_identifier(tg.id().unwrap())
-        .targets(
-            Target::builder()
-                .id("127.0.0.1")
-                .port(up_addr.port() as i32)
-                .build()
-                .unwrap(),
-        )
-        .send()
-        .await
-        .unwrap();
+    let tg_id = https_target_group(&c, "pass-tg", up_addr).await;
     let svc = c
         .create_service()
         .name("orders-db")
@@ -575,7 +550,7 @@ async fn tls_passthrough_routes_by_sni_without_terminating() {
         .name("passthrough")
         .protocol(ListenerProtocol::TlsPassthrough)
         .port(443)
-        .default_action(forward(&[(tg.id().unwrap(), 1)]))
+        .default_action(forward(&[(&tg_id, 1)]))
         .send()
         .await
         .unwrap();
@@ -730,33 +705,8 @@ async fn https_target_groups_get_tls_to_the_target() {
             });
         }
     });
-    let tg = c
-        .create_target_group()
-        .name("tls-tg")
-        .r#type(TargetGroupType::Ip)
-        .config(
-            TargetGroupConfig::builder()
-                .port(up_addr.port() as i32)
-                .protocol(TargetGroupProtocol::Https)
-                .health_check(HealthCheckConfig::builder().enabled(false).build())
-                .build(),
-        )
-        .send()
-        .await
-        .unwrap();
-    c.register_targets()
-        .target_group_identifier(tg.id().unwrap())
-        .targets(
-            Target::builder()
-                .id("127.0.0.1")
-                .port(up_addr.port() as i32)
-                .build()
-                .unwrap(),
-        )
-        .send()
-        .await
-        .unwrap();
-    let (_, dns, _) = service(&c, "secure-upstream", forward(&[(tg.id().unwrap(), 1)])).await;
+    let tg_id = https_target_group(&c, "tls-tg", up_addr).await;
+    let (_, dns, _) = service(&c, "secure-upstream", forward(&[(&tg_id, 1)])).await;
     let r = get(t.listen, &dns, "/").await;
     assert_eq!(r.status, 200);
     assert_eq!(&r.body[..], b"over tls");
@@ -814,4 +764,39 @@ async fn access_log_and_metrics_report_each_request() {
     assert!(text.contains(&format!("trellis_target_group_requests_total{{target_group=\"arn:aws:vpc-lattice:us-east-1:000000000000:targetgroup/{tg}\"}} 1")), "{text}");
     let health = get(t.api, "localhost", "/health").await;
     assert_eq!(health.status, 200);
+}
+
+/// An HTTPS target group without health checks, with the one target `addr`.
+async fn https_target_group(
+    c: &aws_sdk_vpclattice::Client,
+    name: &str,
+    addr: std::net::SocketAddr,
+) -> String {
+    let tg = c
+        .create_target_group()
+        .name(name)
+        .r#type(TargetGroupType::Ip)
+        .config(
+            TargetGroupConfig::builder()
+                .port(addr.port() as i32)
+                .protocol(TargetGroupProtocol::Https)
+                .health_check(HealthCheckConfig::builder().enabled(false).build())
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    c.register_targets()
+        .target_group_identifier(tg.id().unwrap())
+        .targets(
+            Target::builder()
+                .id(addr.ip().to_string())
+                .port(addr.port() as i32)
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    tg.id().unwrap().to_string()
 }
