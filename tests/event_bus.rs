@@ -23,16 +23,7 @@ use serde_json::{json, Value};
 use tokio::net::TcpListener;
 
 fn events(t: &Trellis) -> aws_sdk_eventbridge::Client {
-    let config = aws_sdk_eventbridge::Config::builder()
-        .behavior_version(aws_sdk_eventbridge::config::BehaviorVersion::latest())
-        .region(aws_sdk_eventbridge::config::Region::new("us-east-1"))
-        .credentials_provider(aws_sdk_eventbridge::config::Credentials::new(
-            "AKIDTEST", "secret", None, None, "test",
-        ))
-        .endpoint_url(t.endpoint())
-        .http_client(aws_smithy_http_client::Builder::new().build_http())
-        .build();
-    aws_sdk_eventbridge::Client::from_conf(config)
+    aws_client!(aws_sdk_eventbridge, t)
 }
 
 /// One request a [`Recorder`] got.

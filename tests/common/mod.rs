@@ -20,6 +20,25 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use serde_json::{json, Value};
 use tokio::net::TcpListener;
 
+/// A client of an AWS SDK for Rust service crate pointed at a [`Trellis`], with test
+/// credentials, plain HTTP and the SDK's defaults otherwise:
+/// `aws_client!(aws_sdk_eventbridge, &trellis)`.
+#[macro_export]
+macro_rules! aws_client {
+    ($sdk:ident, $trellis:expr) => {{
+        let config = $sdk::Config::builder()
+            .behavior_version($sdk::config::BehaviorVersion::latest())
+            .region($sdk::config::Region::new("us-east-1"))
+            .credentials_provider($sdk::config::Credentials::new(
+                "AKIDTEST", "secret", None, None, "test",
+            ))
+            .endpoint_url($trellis.endpoint())
+            .http_client(aws_smithy_http_client::Builder::new().build_http())
+            .build();
+        $sdk::Client::from_conf(config)
+    }};
+}
+
 /// A running `trellis serve`, killed when dropped.
 pub struct Trellis {
     pub child: Child,
@@ -74,16 +93,7 @@ impl Trellis {
 
     /// An AWS SDK for Rust client of VPC Lattice pointed at this Trellis.
     pub fn lattice(&self) -> aws_sdk_vpclattice::Client {
-        let config = aws_sdk_vpclattice::Config::builder()
-            .behavior_version(aws_sdk_vpclattice::config::BehaviorVersion::latest())
-            .region(aws_sdk_vpclattice::config::Region::new("us-east-1"))
-            .credentials_provider(aws_sdk_vpclattice::config::Credentials::new(
-                "AKIDTEST", "secret", None, None, "test",
-            ))
-            .endpoint_url(self.endpoint())
-            .http_client(aws_smithy_http_client::Builder::new().build_http())
-            .build();
-        aws_sdk_vpclattice::Client::from_conf(config)
+        aws_client!(aws_sdk_vpclattice, self)
     }
 
     /// SIGKILL: nothing gets to flush or clean up.
