@@ -94,7 +94,10 @@ impl Api {
                 );
                 return r;
             }
-            ("POST", "/trellis/config") => return self.apply_config(&body).await,
+            ("POST", "/trellis/config") => {
+                let locate = parts.uri.query() != Some("locate=false");
+                return self.apply_config(&body, locate).await;
+            }
             _ => {}
         }
         if let Some(target) = parts.headers.get("x-amz-target") {
@@ -253,9 +256,9 @@ impl Api {
         }
     }
 
-    async fn apply_config(&self, body: &[u8]) -> Resp {
+    async fn apply_config(&self, body: &[u8], locate: bool) -> Resp {
         let text = String::from_utf8_lossy(body);
-        match crate::config::apply_text(&self.lattice, &text).await {
+        match crate::config::apply(&self.lattice, &text, locate).await {
             Ok(summary) => json(StatusCode::OK, summary.to_string().into_bytes()),
             Err(e) => rest_error(&e),
         }

@@ -293,7 +293,7 @@ async fn shutdown_signal() {
 
 async fn apply_file(controller: &Controller, path: &std::path::Path) -> anyhow::Result<()> {
     let text = crate::config::read_path(path).map_err(|e| anyhow::anyhow!(e))?;
-    crate::config::apply_text(controller, &text)
+    crate::config::apply(controller, &text, path.is_file())
         .await
         .map_err(|e| anyhow::anyhow!("config {}: {}", path.display(), describe(&e)))?;
     Ok(())
@@ -368,7 +368,7 @@ async fn validate(paths: Vec<PathBuf>) -> anyhow::Result<()> {
             Ok(()) => println!("{}: ok", path.display()),
             Err(e) => {
                 failed = true;
-                println!("{e}");
+                println!("{e:#}");
             }
         }
     }
@@ -381,7 +381,9 @@ async fn validate(paths: Vec<PathBuf>) -> anyhow::Result<()> {
 async fn apply(path: PathBuf, endpoint: String) -> anyhow::Result<()> {
     use http_body_util::{BodyExt, Full};
     let text = crate::config::read_path(&path).map_err(|e| anyhow::anyhow!(e))?;
-    let uri: http::Uri = format!("{}/trellis/config", endpoint.trim_end_matches('/')).parse()?;
+    let query = if path.is_file() { "" } else { "?locate=false" };
+    let uri: http::Uri =
+        format!("{}/trellis/config{query}", endpoint.trim_end_matches('/')).parse()?;
     let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
         .build_http::<Full<bytes::Bytes>>();
     let req = http::Request::post(uri)

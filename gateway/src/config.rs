@@ -13,6 +13,7 @@ use trellis_core::ApiError;
 use crate::controller::Controller;
 use crate::lattice::{self, kind, Ctx, State};
 
+pub mod locate;
 pub mod schema;
 
 /// Reads a config file, or every `*.json` file of a folder (in name order) merged into one.
@@ -44,8 +45,15 @@ pub fn read_path(path: &Path) -> Result<String, String> {
     }
 }
 
-/// Parses and applies a config document; answers a summary of what changed.
+/// Parses and applies a config document; answers a summary of what changed. Errors name the
+/// line and column of the offending value in `text`.
 pub async fn apply_text(controller: &Controller, text: &str) -> Result<Value, ApiError> {
+    apply(controller, text, true).await
+}
+
+/// As [`apply_text`]; `locate` is false when `text` is not what the user wrote (the merge of a
+/// folder of files), where lines and columns would mislead.
+pub async fn apply(controller: &Controller, text: &str, locate: bool) -> Result<Value, ApiError> {
     let doc: Value = serde_json::from_str(text).map_err(|e| {
         ApiError::cannot_parse(format!(
             "config is not valid JSON at line {} column {}: {e}",
@@ -71,7 +79,16 @@ pub async fn apply_text(controller: &Controller, text: &str) -> Result<Value, Ap
             applier.document(&doc);
             if applier.errors.is_empty() {
                 Ok(json!({"applied": true, "operations": applier.changes}))
+            } else if !locate {
+                Err(ApiError::validation(applier.errors))
             } else {
+                // Name the line and column too: a pointer alone is hard to find in a big file.
+                let positions = locate::positions(text);
+                for e in &mut applier.errors {
+                    if let Some((line, col)) = locate::find(&positions, &e.name) {
+                        e.message = format!("{} (line {line}, column {col})", e.message);
+                    }
+                }
                 Err(ApiError::validation(applier.errors))
             }
         })
