@@ -805,3 +805,308 @@ async fn lambda_target_groups_receive_the_lattice_event() {
         }
     }
 }
+
+// === WebAssembly functions ===
+
+/// A WASI command module from `functions/tests/fixtures/wasm` (built from its `.wat`).
+fn wasm_fixture(name: &str) -> Vec<u8> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("functions/tests/fixtures/wasm")
+        .join(format!("{name}.wasm"));
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// Creates a WebAssembly function: a zip holding `function.wasm`, named by the handler.
+async fn create_wasm(
+    c: &aws_sdk_lambda::Client,
+    name: &str,
+    module: &[u8],
+    timeout: i32,
+    memory: i32,
+    vars: &[(&str, &str)],
+) -> Result<
+    aws_sdk_lambda::operation::create_function::CreateFunctionOutput,
+    aws_sdk_lambda::error::SdkError<
+        aws_sdk_lambda::operation::create_function::CreateFunctionError,
+    >,
+> {
+    let mut env = Environment::builder();
+    for (k, v) in vars {
+        env = env.variables(*k, *v);
+    }
+    c.create_function()
+        .function_name(name)
+        .runtime(Runtime::Providedal2023)
+        .role(ROLE)
+        .handler("function.wasm")
+        .timeout(timeout)
+        .memory_size(memory)
+        .environment(env.build())
+        .code(
+            aws_sdk_lambda::types::FunctionCode::builder()
+                .zip_file(Blob::new(zip(&[("function.wasm", 0o100644, module)])))
+                .build(),
+        )
+        .send()
+        .await
+}
+
+#[tokio::test]
+async fn wasm_functions_run_wasi_commands() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = Trellis::start(dir.path(), &[]);
+    let c = lambda(&t);
+
+    // Round trip: the event on stdin, the answer on stdout, stderr in the log tail.
+    let out = create_wasm(&c, "wecho", &wasm_fixture("echo"), 3, 128, &[])
+        .await
+        .expect("create the wasm function");
+    assert_eq!(out.state(), Some(&State::Active));
+    assert_eq!(out.handler(), Some("function.wasm"));
+    let (body, error, logs, version) = invoke(&c, "wecho", json!({"name": "x", "n": [1, 2]})).await;
+    assert_eq!(error, None, "{body}");
+    assert_eq!(body, json!({"wasm": true, "name": "x", "n": [1, 2]}));
+    assert_eq!(version, "$LATEST");
+    assert!(logs.contains("wasm echo\n"), "{logs}");
+    assert!(logs.contains("REPORT RequestId:"), "{logs}");
+
+    // Cold start: every invoke instantiates afresh; the REPORT line says how long that took.
+    let mut inits = Vec::new();
+    for _ in 0..20 {
+        let (_, _, logs, _) = invoke(&c, "wecho", json!({})).await;
+        let init = logs
+            .split("Init Duration: ")
+            .nth(1)
+            .and_then(|s| s.split(" ms").next())
+            .and_then(|s| s.parse::<f64>().ok())
+            .unwrap_or_else(|| panic!("no Init Duration in {logs}"));
+        inits.push(init);
+    }
+    inits.sort_by(f64::total_cmp);
+    eprintln!(
+        "wasm cold invoke, instantiate time through Trellis: p50 {:.3} ms, max {:.3} ms",
+        inits[inits.len() / 2],
+        inits[inits.len() - 1]
+    );
+
+    // Versions, aliases and qualifiers work as for any function.
+    let v1 = c
+        .publish_version()
+        .function_name("wecho")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(v1.version(), Some("1"));
+    let (body, _, _, version) = invoke(&c, "wecho:1", json!({"v": 1})).await;
+    assert_eq!(body, json!({"wasm": true, "v": 1}));
+    assert_eq!(version, "1");
+
+    // The function's variables, and nothing else of the host's environment.
+    create_wasm(
+        &c,
+        "wenv",
+        &wasm_fixture("env"),
+        3,
+        128,
+        &[("GREETING", "hello")],
+    )
+    .await
+    .unwrap();
+    let (body, error, _, _) = invoke(&c, "wenv", json!({})).await;
+    assert_eq!(error, None);
+    assert_eq!(body, json!(["GREETING=hello"]));
+
+    // An endless loop is stopped at the timeout.
+    create_wasm(&c, "wloop", &wasm_fixture("loop"), 1, 128, &[])
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    let (err, error, logs, _) = invoke(&c, "wloop", json!({})).await;
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "stopped at the timeout"
+    );
+    assert_eq!(error.as_deref(), Some("Unhandled"));
+    assert_eq!(err["errorType"], "Sandbox.Timedout", "{err}");
+    let message = err["errorMessage"].as_str().unwrap();
+    assert!(
+        message.contains("Task timed out after 1.00 seconds"),
+        "{message}"
+    );
+    assert!(logs.contains("Task timed out after 1.00 seconds"), "{logs}");
+
+    // A memory bomb is capped at MemorySize and fails cleanly; the next invoke is fine.
+    create_wasm(&c, "wbomb", &wasm_fixture("bomb"), 5, 128, &[])
+        .await
+        .unwrap();
+    let (err, error, logs, _) = invoke(&c, "wbomb", json!({})).await;
+    assert_eq!(error.as_deref(), Some("Unhandled"));
+    assert_eq!(err["errorType"], "Runtime.OutOfMemory", "{err}");
+    assert!(
+        err["errorMessage"].as_str().unwrap().contains("128 MB"),
+        "{err}"
+    );
+    assert!(logs.contains("Max Memory Used: 128 MB"), "{logs}");
+    let (_, error, _, _) = invoke(&c, "wecho", json!({})).await;
+    assert_eq!(error, None);
+
+    // A trap and a non-zero exit are function errors carrying what the module said.
+    create_wasm(&c, "wtrap", &wasm_fixture("trap"), 3, 128, &[])
+        .await
+        .unwrap();
+    let (err, error, logs, _) = invoke(&c, "wtrap", json!({})).await;
+    assert_eq!(error.as_deref(), Some("Unhandled"));
+    assert_eq!(err["errorType"], "Runtime.WasmTrap", "{err}");
+    assert!(
+        err["errorMessage"]
+            .as_str()
+            .unwrap()
+            .contains("unreachable"),
+        "{err}"
+    );
+    assert!(logs.contains("about to trap"), "{logs}");
+    create_wasm(&c, "wexit", &wasm_fixture("exit"), 3, 128, &[])
+        .await
+        .unwrap();
+    let (err, error, _, _) = invoke(&c, "wexit", json!({})).await;
+    assert_eq!(error.as_deref(), Some("Unhandled"));
+    assert_eq!(err["errorType"], "Runtime.ExitError", "{err}");
+    assert!(
+        err["errorMessage"]
+            .as_str()
+            .unwrap()
+            .contains("exit status 3"),
+        "{err}"
+    );
+    assert!(err["trace"].to_string().contains("bad input"), "{err}");
+
+    // Invalid modules are refused at create, naming the problem.
+    for (module, says) in [
+        (
+            b"this is not wasm".to_vec(),
+            "not a valid WebAssembly module",
+        ),
+        (wasm_fixture("foreign"), "host_magic"),
+    ] {
+        let err = create_wasm(&c, "wbad", &module, 3, 128, &[])
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), Some("InvalidParameterValueException"));
+        assert!(err.message().unwrap().contains(says), "{:?}", err.message());
+    }
+    let err = c
+        .create_function()
+        .function_name("wbad")
+        .role(ROLE)
+        .handler("function.wasm")
+        .code(
+            aws_sdk_lambda::types::FunctionCode::builder()
+                .zip_file(Blob::new(zip(&[("other.wasm", 0o100644, b"x")])))
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Some("InvalidParameterValueException"));
+    assert!(
+        err.message().unwrap().contains("function.wasm"),
+        "{:?}",
+        err.message()
+    );
+
+    // Invalid code in an update is refused, and the previous code keeps serving.
+    let err = c
+        .update_function_code()
+        .function_name("wecho")
+        .zip_file(Blob::new(zip(&[(
+            "function.wasm",
+            0o100644,
+            b"\0asm junk",
+        )])))
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Some("InvalidParameterValueException"));
+    let (body, error, _, _) = invoke(&c, "wecho", json!({"still": "here"})).await;
+    assert_eq!(error, None);
+    assert_eq!(body, json!({"wasm": true, "still": "here"}));
+
+    // A new module takes over at once.
+    c.update_function_code()
+        .function_name("wecho")
+        .zip_file(Blob::new(zip(&[(
+            "function.wasm",
+            0o100644,
+            &wasm_fixture("env"),
+        )])))
+        .send()
+        .await
+        .unwrap();
+    let (body, _, _, _) = invoke(&c, "wecho", json!({})).await;
+    assert_eq!(body, json!([]));
+}
+
+/// `functions/tests/fixtures/wasm/handler.c` built with clang and Debian's wasi-libc, or `None`
+/// (and the test is skipped) where they are not installed: CI needs no wasm toolchain.
+fn c_module() -> Option<Vec<u8>> {
+    let source =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("functions/tests/fixtures/wasm/handler.c");
+    let out = Path::new(env!("CARGO_BIN_EXE_trellis"))
+        .parent()?
+        .join("handler-c.wasm");
+    // Debian's clang finds wasi-libc itself; other installs name a sysroot.
+    let build = |sysroot: Option<&str>| {
+        let mut cmd = std::process::Command::new("clang");
+        cmd.args(["--target=wasm32-wasi", "-O2", "-o"])
+            .arg(&out)
+            .arg(&source);
+        if let Some(s) = sysroot {
+            cmd.arg("--sysroot").arg(s);
+        }
+        cmd.stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    if !build(None) && !build(Some("/usr/share/wasi-sysroot")) {
+        return None;
+    }
+    std::fs::read(out).ok()
+}
+
+#[tokio::test]
+async fn a_wasm_function_built_from_c() {
+    let Some(module) = c_module() else {
+        eprintln!("skipped: no clang with wasi-libc (apt-get install clang lld wasi-libc libclang-rt-dev-wasm32)");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let t = Trellis::start(dir.path(), &[]);
+    let c = lambda(&t);
+    create_wasm(&c, "cfn", &module, 1, 128, &[]).await.unwrap();
+
+    let (body, error, logs, _) = invoke(&c, "cfn", json!({"name": "x"})).await;
+    assert_eq!(error, None, "{body}");
+    assert_eq!(body, json!({"c": true, "name": "x"}));
+    assert!(logs.contains("c echo"), "{logs}");
+
+    let started = std::time::Instant::now();
+    let (err, error, _, _) = invoke(&c, "cfn", json!({"loop": true})).await;
+    assert!(started.elapsed() < Duration::from_secs(3));
+    assert_eq!(error.as_deref(), Some("Unhandled"));
+    assert!(
+        err["errorMessage"]
+            .as_str()
+            .unwrap()
+            .contains("Task timed out after 1.00 seconds"),
+        "{err}"
+    );
+
+    let (err, error, logs, _) = invoke(&c, "cfn", json!({"bomb": true})).await;
+    assert_eq!(error.as_deref(), Some("Unhandled"));
+    assert_eq!(err["errorType"], "Runtime.OutOfMemory", "{err}");
+    assert!(logs.contains("malloc failed after"), "{logs}");
+
+    let (body, error, _, _) = invoke(&c, "cfn", json!({})).await;
+    assert_eq!(error, None);
+    assert_eq!(body, json!({"c": true}));
+}

@@ -20,6 +20,7 @@ use trellis_store::{Store, Write};
 
 use crate::package::{self, Package};
 use crate::pool::{Pool, DEFAULT_CONCURRENCY, IDLE_TIMEOUT};
+use crate::wasm;
 use crate::worker::{Invocation, Outcome, Spec};
 
 /// The store kind of function documents.
@@ -443,19 +444,30 @@ impl Inner {
         }
     }
 
-    /// Unpacks the request's code (`ZipFile`, or a folder through the `hot-reload` bucket).
-    async fn package(&self, name: &str, code: &Value) -> Result<Package, ApiError> {
+    /// Unpacks the request's code (`ZipFile`, or a folder through the `hot-reload` bucket) for
+    /// a function with `handler`; a WebAssembly handler's module is compiled (and cached) here,
+    /// so invalid WASM is refused before anything changes.
+    async fn package(&self, name: &str, code: &Value, handler: &str) -> Result<Package, ApiError> {
+        let pkg = self.unpack(name, code, handler).await?;
+        if wasm::is_wasm_handler(handler) {
+            check_wasm(&pkg.dir, handler).await?;
+        }
+        Ok(pkg)
+    }
+
+    async fn unpack(&self, name: &str, code: &Value, handler: &str) -> Result<Package, ApiError> {
         if let Some(zip) = str_of(code, "ZipFile") {
             let zip = base64_decode(zip).ok_or_else(|| invalid("ZipFile is not valid base64"))?;
             let root = self.code_root.join(name);
-            return tokio::task::spawn_blocking(move || package::unpack(&zip, &root))
+            let handler = handler.to_string();
+            return tokio::task::spawn_blocking(move || package::unpack_for(&zip, &root, &handler))
                 .await
                 .map_err(ApiError::internal)?
                 .map_err(|e| invalid(e.to_string()));
         }
         match (str_of(code, "S3Bucket"), str_of(code, "S3Key")) {
             (Some(HOT_RELOAD_BUCKET), Some(path)) => {
-                package::folder(Path::new(path)).map_err(|e| invalid(e.to_string()))
+                package::folder_for(Path::new(path), handler).map_err(|e| invalid(e.to_string()))
             }
             (Some(_), _) => Err(invalid(
                 "Trellis has no S3: pass the code as ZipFile, or a local folder as S3Bucket \"hot-reload\" with the folder's absolute path as S3Key",
@@ -483,7 +495,8 @@ impl Inner {
                 "container image functions are not supported; use a zip package",
             ));
         }
-        let pkg = self.package(&name, &input["Code"]).await?;
+        let handler = str_of(&input, "Handler").unwrap_or("bootstrap");
+        let pkg = self.package(&name, &input["Code"], handler).await?;
         let arn = self.function_arn(&name);
         let mut config = json!({
             "FunctionName": name,
@@ -574,7 +587,10 @@ impl Inner {
         let (name, _) = self.name_and_qualifier(&input)?;
         let mut doc = self.doc(&name)?;
         check_revision(&doc["latest"], &input)?;
-        let pkg = self.package(&name, &input).await?;
+        let handler = str_of(&doc["latest"], "Handler")
+            .unwrap_or("bootstrap")
+            .to_string();
+        let pkg = self.package(&name, &input, &handler).await?;
         if input["DryRun"].as_bool() == Some(true) {
             return Ok(doc["latest"].clone());
         }
@@ -597,6 +613,10 @@ impl Inner {
         let (name, _) = self.name_and_qualifier(&input)?;
         let mut doc = self.doc(&name)?;
         check_revision(&doc["latest"], &input)?;
+        if let Some(handler) = str_of(&input, "Handler").filter(|h| wasm::is_wasm_handler(h)) {
+            let code = doc["code"]["$LATEST"].as_str().unwrap_or_default();
+            check_wasm(Path::new(code), handler).await?;
+        }
         let config = &mut doc["latest"];
         for key in [
             "Role",
@@ -1035,7 +1055,14 @@ impl Inner {
             .as_u64()
             .map(|n| n as usize)
             .unwrap_or(DEFAULT_CONCURRENCY);
-        let pool = Arc::new(Pool::new(spec, concurrency));
+        let pool = if wasm::is_wasm_handler(&spec.handler) {
+            // Compiled when the code was uploaded; only after a restart is this a compile.
+            let module = wasm::load(&spec.code_dir, &spec.handler)
+                .map_err(|e| error("InvalidRuntimeException", 502, e))?;
+            Arc::new(Pool::wasm(spec, concurrency, module))
+        } else {
+            Arc::new(Pool::new(spec, concurrency))
+        };
         crate::lock(&self.pools).insert(key, pool.clone());
         Ok(pool)
     }
@@ -1233,7 +1260,17 @@ fn precondition() -> ApiError {
     )
 }
 
-fn error_payload(error_type: &str, message: &str) -> Bytes {
+/// Compiles (and caches) the WebAssembly module `handler` names in `dir`.
+async fn check_wasm(dir: &Path, handler: &str) -> Result<(), ApiError> {
+    let (dir, handler) = (dir.to_path_buf(), handler.to_string());
+    tokio::task::spawn_blocking(move || wasm::load(&dir, &handler))
+        .await
+        .map_err(ApiError::internal)?
+        .map(drop)
+        .map_err(invalid)
+}
+
+pub(crate) fn error_payload(error_type: &str, message: &str) -> Bytes {
     Bytes::from(json!({"errorType": error_type, "errorMessage": message}).to_string())
 }
 

@@ -1,6 +1,7 @@
 //! Lambda-style functions: the Lambda Runtime API host and worker supervisor that run
 //! `bootstrap` packages (what `cargo lambda build` makes) exactly as the Lambda service does, the
-//! Lambda API (rest-json) over them, each function registered as a [`Target`] by ARN, and the
+//! Lambda API (rest-json) over them, WebAssembly (WASI command) functions run in-process by
+//! wasmtime, each function registered as a [`Target`] by ARN, and the
 //! slice of IAM and STS that deploy tools call first.
 //!
 //! [`Target`]: trellis_core::target::Target
@@ -10,6 +11,7 @@ pub mod lambda;
 pub mod package;
 pub mod pool;
 pub mod sts;
+pub mod wasm;
 pub mod worker;
 
 pub use iam::Iam;

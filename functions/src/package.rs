@@ -30,6 +30,8 @@ pub enum PackageError {
     Corrupt(String),
     #[error("the deployment package has no bootstrap file at its root (runtimes provided.al2023 and provided.al2 start ./bootstrap)")]
     NoBootstrap,
+    #[error("the deployment package has no {0} at its root (the function's Handler names its WebAssembly module)")]
+    NoModule(String),
     #[error("the deployment package's bootstrap file is not executable (mode {0:o}); zip it with the executable bit set")]
     NotExecutable(u32),
     #[error("Unzipped size must be smaller than {MAX_UNZIPPED} bytes")]
@@ -43,23 +45,34 @@ pub enum PackageError {
 /// Checks `zip` and unpacks it under `root/<sha>` (reusing the folder when that code is
 /// already there).
 pub fn unpack(zip: &[u8], root: &Path) -> Result<Package, PackageError> {
+    unpack_for(zip, root, "bootstrap")
+}
+
+/// [`unpack`] for a function whose entry point is `entry`: `bootstrap` (which must be
+/// executable), or the `.wasm` module a WebAssembly function's handler names.
+pub fn unpack_for(zip: &[u8], root: &Path, entry: &str) -> Result<Package, PackageError> {
+    let wasm = crate::wasm::is_wasm_handler(entry);
+    let entry = if wasm { entry } else { "bootstrap" };
     let digest = Sha256::digest(zip);
     let sha256 = trellis_core::model::base64_encode(&digest);
     let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
     let dir = root.join(&hex[..32]);
     let entries = read_entries(zip)?;
-    if dir.join("bootstrap").is_file() {
+    if dir.join(entry).is_file() {
         return Ok(Package {
             dir,
             sha256,
             size: zip.len() as u64,
         });
     }
-    let bootstrap = entries
-        .iter()
-        .find(|e| e.name == "bootstrap")
-        .ok_or(PackageError::NoBootstrap)?;
-    if let Some(mode) = bootstrap.mode {
+    let found = entries.iter().find(|e| e.name == entry).ok_or_else(|| {
+        if wasm {
+            PackageError::NoModule(entry.to_string())
+        } else {
+            PackageError::NoBootstrap
+        }
+    })?;
+    if let (false, Some(mode)) = (wasm, found.mode) {
         if mode & 0o111 == 0 {
             return Err(PackageError::NotExecutable(mode & 0o7777));
         }
@@ -73,7 +86,7 @@ pub fn unpack(zip: &[u8], root: &Path) -> Result<Package, PackageError> {
     }
     if let Err(e) = std::fs::rename(&tmp, &dir) {
         let _ = std::fs::remove_dir_all(&tmp);
-        if !dir.join("bootstrap").is_file() {
+        if !dir.join(entry).is_file() {
             return Err(e.into());
         }
     }
@@ -86,8 +99,24 @@ pub fn unpack(zip: &[u8], root: &Path) -> Result<Package, PackageError> {
 
 /// A folder used in place (the `hot-reload` bucket): it must hold an executable bootstrap.
 pub fn folder(path: &Path) -> Result<Package, PackageError> {
+    folder_for(path, "bootstrap")
+}
+
+/// [`folder`] for a function whose entry point is `entry` (see [`unpack_for`]).
+pub fn folder_for(path: &Path, entry: &str) -> Result<Package, PackageError> {
     if !path.is_dir() {
         return Err(PackageError::NoFolder(path.display().to_string()));
+    }
+    if crate::wasm::is_wasm_handler(entry) {
+        if !path.join(entry).is_file() {
+            return Err(PackageError::NoModule(entry.to_string()));
+        }
+        let digest = Sha256::digest(path.display().to_string().as_bytes());
+        return Ok(Package {
+            dir: path.to_path_buf(),
+            sha256: trellis_core::model::base64_encode(&digest),
+            size: 0,
+        });
     }
     let bootstrap = path.join("bootstrap");
     let meta = std::fs::metadata(&bootstrap).map_err(|_| PackageError::NoBootstrap)?;

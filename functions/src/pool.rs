@@ -1,14 +1,17 @@
 //! The workers of one function version: started on demand up to the function's concurrency,
 //! invocations beyond it wait in a bounded queue, idle workers are reused (warm starts) and
 //! reaped after a while, and a worker that crashed or timed out is replaced by a fresh one.
+//! A WebAssembly function's pool has the same limits and queue but no workers: each invocation
+//! instantiates its module in a fresh store on a blocking thread (see [`crate::wasm`]).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
+use crate::wasm::{Call, Ended, WasmModule};
 use crate::worker::{Invocation, Outcome, Spec, Worker};
 
 /// Lambda's default when no reserved concurrency is set (ours; AWS's is the account's pool).
@@ -24,6 +27,8 @@ pub struct Pool {
     queue_limit: usize,
     waiting: AtomicUsize,
     idle: Mutex<Vec<(Worker, Instant)>>,
+    /// A WebAssembly function runs this module in-process instead of worker processes.
+    wasm: Option<Arc<WasmModule>>,
 }
 
 /// A finished invocation: how it ended and its log tail (platform lines included).
@@ -50,6 +55,16 @@ impl Pool {
             queue_limit: concurrency * QUEUE_PER_WORKER,
             waiting: AtomicUsize::new(0),
             idle: Mutex::new(Vec::new()),
+            wasm: None,
+        }
+    }
+
+    /// A pool whose invocations run `module` (a WASI command) instead of worker processes; the
+    /// concurrency limit and queue are the same.
+    pub fn wasm(spec: Spec, concurrency: usize, module: Arc<WasmModule>) -> Self {
+        Self {
+            wasm: Some(module),
+            ..Self::new(spec, concurrency)
         }
     }
 
@@ -64,6 +79,9 @@ impl Pool {
         let Ok(_permit) = permit else {
             return Err(Throttled);
         };
+        if let Some(module) = &self.wasm {
+            return Ok(self.invoke_wasm(module.clone(), inv, tail).await);
+        }
         let started = Instant::now();
         // A fresh worker's invocation owns everything the process printed from its start.
         let (worker, fresh) = match self.take_idle() {
@@ -128,6 +146,112 @@ impl Pool {
             duration,
             last_lines,
         })
+    }
+
+    async fn invoke_wasm(&self, module: Arc<WasmModule>, inv: Invocation, tail: usize) -> Finished {
+        let started = Instant::now();
+        let spec = self.spec.clone();
+        let request_id = inv.request_id.clone();
+        let timeout = spec.timeout;
+        let run = tokio::task::spawn_blocking(move || {
+            module.run(Call {
+                payload: inv.payload,
+                memory_mb: spec.memory_mb,
+                timeout: spec.timeout,
+                variables: &spec.variables,
+                handler: &spec.handler,
+                max_response: crate::lambda::MAX_SYNC_PAYLOAD,
+            })
+        });
+        // The epoch deadline stops guest code; this also bounds a guest blocked in a host call
+        // (a long `poll_oneoff` sleep), whose thread finishes on its own afterwards.
+        let run = match tokio::time::timeout(timeout + Duration::from_millis(200), run).await {
+            Ok(Ok(run)) => Some(run),
+            Ok(Err(e)) => {
+                return Finished {
+                    outcome: Outcome::Error(crate::lambda::error_payload(
+                        "Runtime.WasmTrap",
+                        &format!("RequestId: {request_id} Error: {e}"),
+                    )),
+                    logs: Vec::new(),
+                    duration: started.elapsed(),
+                    last_lines: Vec::new(),
+                }
+            }
+            Err(_) => None,
+        };
+        let duration = started.elapsed();
+        let mut log = format!(
+            "START RequestId: {request_id} Version: {}\n",
+            self.spec.version
+        )
+        .into_bytes();
+        let mut last_lines = Vec::new();
+        let (outcome, init, memory) = match run {
+            None => (Outcome::TimedOut, None, 0),
+            Some(run) => {
+                log.extend_from_slice(&run.stderr);
+                if !run.stderr.is_empty() && !run.stderr.ends_with(b"\n") {
+                    log.push(b'\n');
+                }
+                let stderr = String::from_utf8_lossy(&run.stderr);
+                for line in stderr.lines() {
+                    tracing::info!(target: "trellis::function", function = %self.spec.function_name, "{line}");
+                }
+                let outcome = match run.ended {
+                    Ended::Ok(out) if out.is_empty() => Outcome::Response(bytes::Bytes::from_static(b"null")),
+                    Ended::Ok(out) => Outcome::Response(out),
+                    Ended::TimedOut => Outcome::TimedOut,
+                    Ended::TooLarge(n) => Outcome::TooLarge(n),
+                    Ended::Exit(code) => {
+                        last_lines = stderr.lines().map(str::to_string).collect();
+                        last_lines.drain(..last_lines.len().saturating_sub(10));
+                        Outcome::Exited(format!(
+                            "RequestId: {request_id} Error: Runtime exited with error: exit status {code}"
+                        ))
+                    }
+                    Ended::Trap(message) => Outcome::Error(crate::lambda::error_payload(
+                        "Runtime.WasmTrap",
+                        &format!("RequestId: {request_id} Error: {message}"),
+                    )),
+                    Ended::OutOfMemory(message) => Outcome::Error(crate::lambda::error_payload(
+                        "Runtime.OutOfMemory",
+                        &format!(
+                            "RequestId: {request_id} Error: Runtime exited after exceeding its memory limit of {} MB ({message})",
+                            self.spec.memory_mb
+                        ),
+                    )),
+                };
+                (outcome, Some(run.instantiate), run.memory_used)
+            }
+        };
+        if outcome == Outcome::TimedOut {
+            log.extend_from_slice(
+                format!(
+                    "{} {request_id} Task timed out after {:.2} seconds\n",
+                    trellis_core::clock::now_iso8601(),
+                    timeout.as_secs_f64()
+                )
+                .as_bytes(),
+            );
+        }
+        let ms = duration.as_secs_f64() * 1000.0;
+        let init = init
+            .map(|d| format!("Init Duration: {:.3} ms\t", d.as_secs_f64() * 1000.0))
+            .unwrap_or_default();
+        log.extend_from_slice(format!(
+            "END RequestId: {request_id}\nREPORT RequestId: {request_id}\tDuration: {ms:.2} ms\tBilled Duration: {} ms\tMemory Size: {} MB\tMax Memory Used: {} MB\t{init}\n",
+            ms.ceil() as u64,
+            self.spec.memory_mb,
+            memory.div_ceil(1 << 20),
+        ).as_bytes());
+        let logs = log[log.len().saturating_sub(tail)..].to_vec();
+        Finished {
+            outcome,
+            logs,
+            duration,
+            last_lines,
+        }
     }
 
     fn take_idle(&self) -> Option<Worker> {
