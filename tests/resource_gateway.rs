@@ -306,6 +306,14 @@ async fn a_refused_destination_closes_the_client_connection() {
     if !skip_pg("a_refused_destination_closes_the_client_connection (PostgreSQL part)") {
         assert!(pg(addr_of(&eps[0])).await.is_err(), "no database there");
     }
+    // The refusal is counted on /metrics for that resource configuration.
+    let metrics = get(t.api, "localhost", "/metrics").await;
+    let text = String::from_utf8_lossy(&metrics.body);
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("trellis_resource_connect_errors_total{") && !l.ends_with(" 0")),
+        "{text}"
+    );
 }
 
 #[tokio::test]

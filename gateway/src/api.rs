@@ -85,9 +85,9 @@ impl Api {
         match (parts.method.as_str(), path) {
             ("GET", "/health") => return json(StatusCode::OK, br#"{"status":"ok"}"#.to_vec()),
             ("GET", "/metrics") => {
-                let mut r = Response::new(Full::new(Bytes::from(
-                    self.lattice.dataplane.metrics.render(),
-                )));
+                let mut text = self.lattice.dataplane.metrics.render();
+                text.push_str(&crate::lattice::resource_association::render_metrics());
+                let mut r = Response::new(Full::new(Bytes::from(text)));
                 r.headers_mut().insert(
                     header::CONTENT_TYPE,
                     HeaderValue::from_static("text/plain; version=0.0.4"),
