@@ -1470,28 +1470,13 @@ fn int_field(
     sc: &Scope<'_>,
     name: &str,
 ) -> Result<Option<i64>, EvalError> {
-    let Some(field) = field else { return Ok(None) };
-    let Some(v) = resolve_number(field, sc, name)? else {
-        return Ok(None);
-    };
-    let parsed = match &v {
+    typed_field(field, sc, name, "integer", |v| match v {
         Value::Number(n) => n
             .as_i64()
             .or_else(|| n.as_f64().filter(|f| f.fract() == 0.0).map(|f| f as i64)),
         Value::String(s) => s.trim().parse::<i64>().ok(),
         _ => None,
-    };
-    match (parsed, field) {
-        (Some(n), _) => Ok(Some(n)),
-        (None, NumberField::Path(p)) => Err(EvalError::runtime(format!(
-            "The {name}Path field refers to value \"{}\" which is not a valid integer: {p}",
-            field_text(&v)
-        ))),
-        (None, _) => Err(EvalError::runtime(format!(
-            "The {name} field refers to value \"{}\" which is not a valid integer",
-            field_text(&v)
-        ))),
-    }
+    })
 }
 
 fn float_field(
@@ -1499,23 +1484,34 @@ fn float_field(
     sc: &Scope<'_>,
     name: &str,
 ) -> Result<Option<f64>, EvalError> {
+    typed_field(field, sc, name, "float", |v| match v {
+        Value::Number(n) => n.as_f64(),
+        Value::String(s) => s.trim().parse::<f64>().ok(),
+        _ => None,
+    })
+}
+
+/// A numeric field (literal, path or expression) parsed by `parse`, with AWS's error when the
+/// value is not a valid `kind`.
+fn typed_field<T>(
+    field: Option<&NumberField>,
+    sc: &Scope<'_>,
+    name: &str,
+    kind: &str,
+    parse: impl Fn(&Value) -> Option<T>,
+) -> Result<Option<T>, EvalError> {
     let Some(field) = field else { return Ok(None) };
     let Some(v) = resolve_number(field, sc, name)? else {
         return Ok(None);
     };
-    let parsed = match &v {
-        Value::Number(n) => n.as_f64(),
-        Value::String(s) => s.trim().parse::<f64>().ok(),
-        _ => None,
-    };
-    match (parsed, field) {
+    match (parse(&v), field) {
         (Some(n), _) => Ok(Some(n)),
         (None, NumberField::Path(p)) => Err(EvalError::runtime(format!(
-            "The {name}Path field refers to value \"{}\" which is not a valid float: {p}",
+            "The {name}Path field refers to value \"{}\" which is not a valid {kind}: {p}",
             field_text(&v)
         ))),
         (None, _) => Err(EvalError::runtime(format!(
-            "The {name} field refers to value \"{}\" which is not a valid float",
+            "The {name} field refers to value \"{}\" which is not a valid {kind}",
             field_text(&v)
         ))),
     }
