@@ -620,3 +620,40 @@ async fn endpoints_come_back_at_the_same_address_after_a_restart() {
     let mut s = TcpStream::connect(after).await.unwrap();
     assert_eq!(roundtrip(&mut s, "back").await, "a:back");
 }
+
+#[tokio::test]
+async fn a_service_network_with_resource_associations_is_not_deleted() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = Trellis::start(dir.path(), &[]);
+    let c = t.lattice();
+    let (_rc, assoc) = expose(&c, "kept-db", "127.0.0.1", &["15999"]).await;
+    let sn = c
+        .get_service_network_resource_association()
+        .service_network_resource_association_identifier(&assoc)
+        .send()
+        .await
+        .unwrap()
+        .service_network_id()
+        .unwrap()
+        .to_string();
+    let listed = c.list_service_networks().send().await.unwrap();
+    let summary = listed
+        .items()
+        .iter()
+        .find(|i| i.id() == Some(sn.as_str()))
+        .unwrap();
+    assert_eq!(
+        summary.number_of_associated_resource_configurations(),
+        Some(1)
+    );
+    let err = c
+        .delete_service_network()
+        .service_network_identifier(&sn)
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(
+        aws_sdk_vpclattice::error::ProvideErrorMetadata::code(&err),
+        Some("ConflictException")
+    );
+}

@@ -75,12 +75,13 @@ pub fn delete(state: &mut State, input: &Value) -> Result<Value, ApiError> {
     let in_use = state
         .all(kind::SN_SERVICE_ASSOC)
         .chain(state.all(kind::SN_VPC_ASSOC))
+        .chain(state.all(kind::SN_RESOURCE_ASSOC))
         .any(|a| a["serviceNetworkId"] == id.as_str());
     if in_use {
         return Err(ApiError::conflict(
             TYPE,
             &id,
-            format!("service network {id} still has associations; delete them first"),
+            format!("service network {id} still has service, VPC or resource associations; delete them first"),
         ));
     }
     if let Some(r) = state.remove(kind::SERVICE_NETWORK, &id) {
@@ -106,6 +107,10 @@ fn with_counts(state: &State, record: &Value) -> Value {
     let mut full = record.clone();
     full["numberOfAssociatedServices"] = services.into();
     full["numberOfAssociatedVPCs"] = vpcs.into();
-    full["numberOfAssociatedResourceConfigurations"] = 0.into();
+    let resources = state
+        .all(kind::SN_RESOURCE_ASSOC)
+        .filter(|a| &a["serviceNetworkId"] == id)
+        .count();
+    full["numberOfAssociatedResourceConfigurations"] = resources.into();
     full
 }
