@@ -615,6 +615,20 @@ impl ServiceModel {
     }
 }
 
+/// A model embedded in the binary, parsed on first use and shared after:
+/// `embedded(&MODEL, include_str!("…/core/models/x.json"))` with a `static MODEL: OnceLock<…>`.
+pub fn embedded(
+    cell: &'static OnceLock<std::sync::Arc<ServiceModel>>,
+    text: &'static str,
+) -> std::sync::Arc<ServiceModel> {
+    cell.get_or_init(|| {
+        std::sync::Arc::new(
+            ServiceModel::from_json(text).expect("an embedded service model is valid JSON"),
+        )
+    })
+    .clone()
+}
+
 // === impl Operation ===
 
 impl Operation {

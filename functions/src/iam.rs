@@ -17,14 +17,10 @@ pub const KIND: &str = "iam-role";
 /// The IAM model, parsed once.
 pub fn iam_model() -> Arc<ServiceModel> {
     static MODEL: std::sync::OnceLock<Arc<ServiceModel>> = std::sync::OnceLock::new();
-    MODEL
-        .get_or_init(|| {
-            Arc::new(
-                ServiceModel::from_json(include_str!("../../core/models/iam-2010-05-08.json"))
-                    .expect("the embedded IAM model is valid JSON"),
-            )
-        })
-        .clone()
+    trellis_core::model::embedded(
+        &MODEL,
+        include_str!("../../core/models/iam-2010-05-08.json"),
+    )
 }
 
 pub struct Iam {

@@ -37,14 +37,10 @@ pub const HOT_RELOAD_BUCKET: &str = "hot-reload";
 /// The Lambda model, parsed once.
 pub fn lambda_model() -> Arc<ServiceModel> {
     static MODEL: std::sync::OnceLock<Arc<ServiceModel>> = std::sync::OnceLock::new();
-    MODEL
-        .get_or_init(|| {
-            Arc::new(
-                ServiceModel::from_json(include_str!("../../core/models/lambda-2015-03-31.json"))
-                    .expect("the embedded Lambda model is valid JSON"),
-            )
-        })
-        .clone()
+    trellis_core::model::embedded(
+        &MODEL,
+        include_str!("../../core/models/lambda-2015-03-31.json"),
+    )
 }
 
 /// The Lambda service: cheap to clone, every clone is the same service.

@@ -14,14 +14,10 @@ use crate::iam::{param, xml_escape};
 /// The STS model, parsed once.
 pub fn sts_model() -> Arc<ServiceModel> {
     static MODEL: std::sync::OnceLock<Arc<ServiceModel>> = std::sync::OnceLock::new();
-    MODEL
-        .get_or_init(|| {
-            Arc::new(
-                ServiceModel::from_json(include_str!("../../core/models/sts-2011-06-15.json"))
-                    .expect("the embedded STS model is valid JSON"),
-            )
-        })
-        .clone()
+    trellis_core::model::embedded(
+        &MODEL,
+        include_str!("../../core/models/sts-2011-06-15.json"),
+    )
 }
 
 pub struct Sts {

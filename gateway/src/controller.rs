@@ -26,16 +26,10 @@ pub struct Controller {
 /// The Lattice model, parsed once.
 pub fn lattice_model() -> Arc<ServiceModel> {
     static MODEL: std::sync::OnceLock<Arc<ServiceModel>> = std::sync::OnceLock::new();
-    MODEL
-        .get_or_init(|| {
-            Arc::new(
-                ServiceModel::from_json(include_str!(
-                    "../../core/models/vpc-lattice-2022-11-30.json"
-                ))
-                .expect("the embedded Lattice model is valid JSON"),
-            )
-        })
-        .clone()
+    trellis_core::model::embedded(
+        &MODEL,
+        include_str!("../../core/models/vpc-lattice-2022-11-30.json"),
+    )
 }
 
 // === impl Controller ===

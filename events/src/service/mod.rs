@@ -56,16 +56,10 @@ pub(crate) const DEFAULT_MAX_AGE_SECS: u64 = 86_400;
 /// The EventBridge model, parsed once.
 pub fn model() -> Arc<ServiceModel> {
     static MODEL: std::sync::OnceLock<Arc<ServiceModel>> = std::sync::OnceLock::new();
-    MODEL
-        .get_or_init(|| {
-            Arc::new(
-                ServiceModel::from_json(include_str!(
-                    "../../../core/models/events-2015-10-07.json"
-                ))
-                .expect("the embedded EventBridge model is valid JSON"),
-            )
-        })
-        .clone()
+    trellis_core::model::embedded(
+        &MODEL,
+        include_str!("../../../core/models/events-2015-10-07.json"),
+    )
 }
 
 /// The EventBridge service: API, delivery workers and the scheduler.

@@ -51,16 +51,10 @@ fn history_kind(execution_arn: &str) -> String {
 /// The Step Functions model, parsed once.
 pub fn model() -> Arc<ServiceModel> {
     static MODEL: std::sync::OnceLock<Arc<ServiceModel>> = std::sync::OnceLock::new();
-    MODEL
-        .get_or_init(|| {
-            Arc::new(
-                ServiceModel::from_json(include_str!(
-                    "../../../core/models/stepfunctions-2016-11-23.json"
-                ))
-                .expect("the embedded Step Functions model is valid JSON"),
-            )
-        })
-        .clone()
+    trellis_core::model::embedded(
+        &MODEL,
+        include_str!("../../../core/models/stepfunctions-2016-11-23.json"),
+    )
 }
 
 /// The Step Functions service: API, executor and task integrations.
