@@ -28,12 +28,43 @@ pub enum TargetError {
     Unavailable(String),
 }
 
+/// One HTTP request through the Target port. The URI may be absolute
+/// (`https://orders.internal/v1/x?y=1`) or a path; what the target does with the scheme and
+/// authority is its own rule (a resource configuration dials only its own destination).
+pub type HttpRequest = http::Request<Bytes>;
+/// The answer to an [`HttpRequest`], whatever its status: a 4xx or 5xx from the far end is an
+/// `Ok` response; `Err` means no answer was had (refused, timed out, not an HTTP target).
+pub type HttpResponse = http::Response<Bytes>;
+
 /// Something that can be invoked by ARN.
 pub trait Target: Send + Sync {
     fn arn(&self) -> &str;
 
     /// Invokes the target with a JSON (or opaque) payload and returns its answer.
     fn invoke(&self, payload: Bytes) -> BoxFuture<'static, Result<Bytes, TargetError>>;
+
+    /// Sends one HTTP request to the target. Targets that are HTTP endpoints (a resource
+    /// configuration's HTTPS service, an EventBridge connection, a service-network service)
+    /// implement it; the others answer `Unavailable`.
+    fn invoke_http(
+        &self,
+        req: HttpRequest,
+    ) -> BoxFuture<'static, Result<HttpResponse, TargetError>> {
+        let _ = req;
+        let arn = self.arn().to_string();
+        Box::pin(async move {
+            Err(TargetError::Unavailable(format!(
+                "{arn} does not take HTTP requests"
+            )))
+        })
+    }
+}
+
+/// The registry key under which an HTTP target answers for a host name (a service-network
+/// service registers its `dnsEntry.domainName` and custom domain name this way), so that a
+/// caller holding only a URL finds the service that owns its host.
+pub fn host_key(host: &str) -> String {
+    format!("host:{}", host.to_ascii_lowercase())
 }
 
 /// Every invocable resource of the running node, by ARN.
@@ -68,6 +99,18 @@ impl TargetRegistry {
             .get(arn)
             .ok_or_else(|| TargetError::NotFound(arn.to_string()))?;
         target.invoke(payload).await
+    }
+
+    /// Sends an HTTP request to the target registered under `arn`.
+    pub async fn invoke_http(
+        &self,
+        arn: &str,
+        req: HttpRequest,
+    ) -> Result<HttpResponse, TargetError> {
+        let target = self
+            .get(arn)
+            .ok_or_else(|| TargetError::NotFound(arn.to_string()))?;
+        target.invoke_http(req).await
     }
 
     fn write(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<String, Arc<dyn Target>>> {
