@@ -1110,3 +1110,246 @@ async fn a_wasm_function_built_from_c() {
     assert_eq!(error, None);
     assert_eq!(body, json!({"c": true}));
 }
+
+/// Every file under `dir` as zip entries (path relative to `dir`, Unix mode kept).
+fn zip_dir(dir: &Path) -> Vec<u8> {
+    use std::os::unix::fs::PermissionsExt;
+    fn walk(root: &Path, dir: &Path, out: &mut Vec<(String, u32, Vec<u8>)>) {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                walk(root, &path, out);
+            } else {
+                let name = path
+                    .strip_prefix(root)
+                    .unwrap()
+                    .to_string_lossy()
+                    .into_owned();
+                let mode =
+                    0o100000 | (std::fs::metadata(&path).unwrap().permissions().mode() & 0o777);
+                out.push((name, mode, std::fs::read(&path).unwrap()));
+            }
+        }
+    }
+    let mut files = Vec::new();
+    walk(dir, dir, &mut files);
+    let refs: Vec<(&str, u32, &[u8])> = files
+        .iter()
+        .map(|(n, m, d)| (n.as_str(), *m, d.as_slice()))
+        .collect();
+    zip(&refs)
+}
+
+/// When `tool` is missing: fail under `.ci/run` (which installs it and sets
+/// `TRELLIS_REQUIRE_TOOLS=1`), otherwise say so and skip.
+fn tool_missing(tool: &str, why: &str) -> bool {
+    assert!(
+        std::env::var_os("TRELLIS_REQUIRE_TOOLS").is_none(),
+        "{tool} is required here (TRELLIS_REQUIRE_TOOLS is set): {why}"
+    );
+    eprintln!("SKIPPED: {tool} is not available ({why}); .ci/run installs it");
+    true
+}
+
+/// A Python function on AWS's own runtime interface client, `awslambdaric`, started by a
+/// `bootstrap` script the way custom Python runtimes are packaged for `provided.al2023`.
+#[tokio::test]
+async fn a_python_function_on_awslambdaric() {
+    let pkg = tempfile::tempdir().unwrap();
+    let pip = std::process::Command::new("python3")
+        .args([
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+        ])
+        .arg("--root-user-action=ignore")
+        .args(["--target"])
+        .arg(pkg.path().join("python"))
+        .arg("awslambdaric")
+        .status();
+    if !matches!(pip, Ok(s) if s.success())
+        && tool_missing("pip + awslambdaric", "pip install failed")
+    {
+        return;
+    }
+    std::fs::write(
+        pkg.path().join("handler.py"),
+        "import os\n\
+         def handler(event, context):\n\
+         \x20   print('python handler got', event)\n\
+         \x20   if event.get('fail'):\n\
+         \x20       raise ValueError('asked to fail')\n\
+         \x20   return {'echo': event, 'function': context.function_name,\n\
+         \x20           'memory': context.memory_limit_in_mb, 'request': context.aws_request_id,\n\
+         \x20           'remaining_ms': context.get_remaining_time_in_millis()}\n",
+    )
+    .unwrap();
+    let bootstrap = pkg.path().join("bootstrap");
+    std::fs::write(
+        &bootstrap,
+        "#!/bin/sh\nexport PYTHONPATH=\"$LAMBDA_TASK_ROOT/python\"\n\
+         exec python3 -m awslambdaric \"$_HANDLER\"\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        &bootstrap,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+
+    let dir = tempfile::tempdir().unwrap();
+    let t = Trellis::start(dir.path(), &[]);
+    let c = lambda(&t);
+    c.create_function()
+        .function_name("py")
+        .runtime(Runtime::Providedal2023)
+        .role(ROLE)
+        .handler("handler.handler")
+        .timeout(10)
+        .memory_size(256)
+        .code(
+            aws_sdk_lambda::types::FunctionCode::builder()
+                .zip_file(Blob::new(zip_dir(pkg.path())))
+                .build(),
+        )
+        .send()
+        .await
+        .expect("create the Python function");
+
+    let (body, error, logs, _) = invoke(&c, "py", json!({"hello": "python"})).await;
+    assert_eq!(error, None, "{body}\n{logs}");
+    assert_eq!(body["echo"], json!({"hello": "python"}));
+    assert_eq!(body["function"], "py");
+    // awslambdaric reads it from AWS_LAMBDA_FUNCTION_MEMORY_SIZE, as a string.
+    assert_eq!(body["memory"], "256");
+    assert_eq!(body["request"].as_str().unwrap().len(), 36, "{body}");
+    let remaining = body["remaining_ms"].as_u64().unwrap();
+    assert!(
+        remaining > 8_000 && remaining <= 10_000,
+        "deadline: {remaining} ms left"
+    );
+    assert!(logs.contains("python handler got"), "{logs}");
+
+    // An exception comes back the way awslambdaric reports it.
+    let (body, error, _, _) = invoke(&c, "py", json!({"fail": true})).await;
+    assert_eq!(error.as_deref(), Some("Unhandled"));
+    assert_eq!(body["errorType"], "ValueError", "{body}");
+    assert_eq!(body["errorMessage"], "asked to fail");
+}
+
+/// `MemorySize` caps what a worker can allocate: a Python runtime that allocates past it
+/// fails, the same allocation under a larger `MemorySize` succeeds.
+#[tokio::test]
+async fn memory_size_caps_a_worker() {
+    let pkg = tempfile::tempdir().unwrap();
+    let bootstrap = pkg.path().join("bootstrap");
+    // A Runtime API client in plain Python: allocates `mb` megabytes per event.
+    std::fs::write(
+        &bootstrap,
+        r#"#!/usr/bin/env python3
+import json, os, urllib.request
+api = "http://" + os.environ["AWS_LAMBDA_RUNTIME_API"] + "/2018-06-01/runtime/invocation"
+def post(url, doc):
+    urllib.request.urlopen(urllib.request.Request(url, data=json.dumps(doc).encode(), method="POST")).read()
+while True:
+    with urllib.request.urlopen(api + "/next") as r:
+        rid = r.headers["Lambda-Runtime-Aws-Request-Id"]
+        event = json.loads(r.read())
+    try:
+        block = bytearray(event["mb"] * 1024 * 1024)
+        post(f"{api}/{rid}/response", {"allocated_mb": len(block) // (1024 * 1024)})
+        del block
+    except MemoryError:
+        post(f"{api}/{rid}/error", {"errorType": "MemoryError", "errorMessage": "allocation failed"})
+"#,
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        &bootstrap,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let code = zip_dir(pkg.path());
+
+    let dir = tempfile::tempdir().unwrap();
+    let t = Trellis::start(dir.path(), &[]);
+    let c = lambda(&t);
+    for (name, memory) in [("small", 128), ("large", 1024)] {
+        c.create_function()
+            .function_name(name)
+            .runtime(Runtime::Providedal2023)
+            .role(ROLE)
+            .handler("bootstrap")
+            .memory_size(memory)
+            .code(
+                aws_sdk_lambda::types::FunctionCode::builder()
+                    .zip_file(Blob::new(code.clone()))
+                    .build(),
+            )
+            .send()
+            .await
+            .expect("create function");
+    }
+    let (body, error, _, _) = invoke(&c, "small", json!({"mb": 16})).await;
+    assert_eq!((error, body["allocated_mb"].as_u64()), (None, Some(16)));
+    let (body, error, _, _) = invoke(&c, "small", json!({"mb": 400})).await;
+    assert_eq!(error.as_deref(), Some("Unhandled"), "{body}");
+    assert_eq!(body["errorType"], "MemoryError", "{body}");
+    let (body, error, _, _) = invoke(&c, "large", json!({"mb": 400})).await;
+    assert_eq!(
+        (error, body["allocated_mb"].as_u64()),
+        (None, Some(400)),
+        "{body}"
+    );
+}
+
+/// `cargo lambda deploy` against Trellis, as users run it: no `--iam-role` (it asks STS and
+/// IAM for one), then the deployed function answers through the Lambda API.
+#[tokio::test]
+async fn cargo_lambda_deploy_deploys_a_function() {
+    let version = std::process::Command::new("cargo-lambda")
+        .arg("--version")
+        .output();
+    if !matches!(&version, Ok(o) if o.status.success())
+        && tool_missing("cargo-lambda", "pip install cargo-lambda")
+    {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let t = Trellis::start(dir.path(), &[]);
+    let out = std::process::Command::new("cargo-lambda")
+        .args(["lambda", "deploy", "--endpoint-url"])
+        .arg(t.endpoint())
+        .args(["--region", "us-east-1", "--timeout", "7", "--memory", "256"])
+        .args(["--env-var", "DEPLOYED_BY=cargo-lambda", "--binary-path"])
+        .arg(bootstrap())
+        .arg("deployed-echo")
+        .current_dir(dir.path())
+        .env("AWS_ACCESS_KEY_ID", "AKIDTEST")
+        .env("AWS_SECRET_ACCESS_KEY", "secret")
+        .env_remove("AWS_PROFILE")
+        .output()
+        .expect("run cargo lambda deploy");
+    assert!(
+        out.status.success(),
+        "cargo lambda deploy failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let c = lambda(&t);
+    let config = c
+        .get_function_configuration()
+        .function_name("deployed-echo")
+        .send()
+        .await
+        .expect("the deployed function exists");
+    assert_eq!(config.timeout(), Some(7));
+    assert_eq!(config.memory_size(), Some(256));
+    let (body, error, _, _) = invoke(&c, "deployed-echo", json!({"echo": "deployed"})).await;
+    assert_eq!(error, None, "{body}");
+    assert_eq!(body["event"], json!({"echo": "deployed"}));
+    assert_eq!(body["env"]["DEPLOYED_BY"], "cargo-lambda");
+}

@@ -29,6 +29,7 @@ pub const INIT_TIMEOUT: Duration = Duration::from_secs(10);
 const LOG_CAPACITY: usize = 64 * 1024;
 const PREFIX: &str = "/2018-06-01/runtime";
 const SETPRIV_PATH: &str = "/usr/bin/setpriv";
+const PRLIMIT_PATH: &str = "/usr/bin/prlimit";
 
 /// What a worker is started with: everything that does not change per invocation.
 #[derive(Debug, Clone)]
@@ -266,15 +267,31 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 fn command(spec: &Spec, port: u16) -> tokio::process::Command {
     // Workers must not outlive Trellis, even when it is SIGKILLed: util-linux's `setpriv` sets
     // the parent-death signal and execs the bootstrap (same pid), without unsafe code here.
+    // Memory is capped the same way: util-linux's `prlimit` sets RLIMIT_DATA (heap and private
+    // writable mappings, what a function's allocations grow) to `MemorySize`, then execs.
     static SETPRIV: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    static PRLIMIT: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     let bootstrap = spec.code_dir.join("bootstrap");
-    let mut cmd = if *SETPRIV.get_or_init(|| std::path::Path::new(SETPRIV_PATH).is_file()) {
-        let mut c = tokio::process::Command::new(SETPRIV_PATH);
-        c.args(["--pdeathsig", "KILL", "--"]).arg(&bootstrap);
-        c
-    } else {
-        tokio::process::Command::new(&bootstrap)
-    };
+    let mut argv: Vec<std::ffi::OsString> = Vec::new();
+    if *PRLIMIT.get_or_init(|| std::path::Path::new(PRLIMIT_PATH).is_file()) {
+        let bytes = spec.memory_mb.saturating_mul(1024 * 1024);
+        argv.extend([
+            PRLIMIT_PATH.into(),
+            format!("--data={bytes}:{bytes}").into(),
+            "--".into(),
+        ]);
+    }
+    if *SETPRIV.get_or_init(|| std::path::Path::new(SETPRIV_PATH).is_file()) {
+        argv.extend([
+            SETPRIV_PATH.into(),
+            "--pdeathsig".into(),
+            "KILL".into(),
+            "--".into(),
+        ]);
+    }
+    argv.push(bootstrap.into());
+    let mut cmd = tokio::process::Command::new(&argv[0]);
+    cmd.args(&argv[1..]);
     let task_root = spec.code_dir.display().to_string();
     let stream = format!(
         "{}/[{}]{:032x}",
