@@ -887,3 +887,356 @@ async fn events_and_workflows_drive_each_other() {
         json!({"order": 42, "source": "shop"})
     );
 }
+
+#[tokio::test]
+async fn http_task_calls_an_api_through_an_eventbridge_connection() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = Trellis::start(dir.path(), &[]);
+    let c = sfn(&t);
+    let events = aws_client!(aws_sdk_eventbridge, &t);
+    let upstream = common::Echo::start("orders-api").await;
+    let conn = events
+        .create_connection()
+        .name("orders")
+        .authorization_type(aws_sdk_eventbridge::types::ConnectionAuthorizationType::ApiKey)
+        .auth_parameters(
+            aws_sdk_eventbridge::types::CreateConnectionAuthRequestParameters::builder()
+                .api_key_auth_parameters(
+                    aws_sdk_eventbridge::types::CreateConnectionApiKeyAuthRequestParameters::builder()
+                        .api_key_name("x-api-key")
+                        .api_key_value("s3cret")
+                        .build()
+                        .unwrap(),
+                )
+                .build(),
+        )
+        .send()
+        .await
+        .expect("create connection");
+    let conn_arn = conn.connection_arn().unwrap().to_string();
+
+    // JSONPath parameters; the non-2xx answer and the unreachable API are caught.
+    let sm = create(
+        &c,
+        "call-orders",
+        json!({"StartAt": "Call", "States": {
+            "Call": {"Type": "Task", "Resource": "arn:aws:states:::http:invoke",
+                "Parameters": {
+                    "ApiEndpoint.$": "$.url",
+                    "Method": "POST",
+                    "Authentication": {"ConnectionArn": conn_arn},
+                    "Headers": {"x-order-source": "sfn"},
+                    "QueryParameters.$": "$.query",
+                    "RequestBody": {"order.$": "$.order"}},
+                "Catch": [{"ErrorEquals": ["States.Http.StatusCode.503", "States.Http.Socket"],
+                           "ResultPath": "$.failure", "Next": "Failed"}],
+                "End": true},
+            "Failed": {"Type": "Pass", "End": true}}}),
+        StateMachineType::Standard,
+    )
+    .await;
+    let url = format!("http://{}/v1/orders", upstream.addr);
+    let run = |input: Value| {
+        let c = c.clone();
+        let sm = sm.clone();
+        async move {
+            let started = c
+                .start_execution()
+                .state_machine_arn(&sm)
+                .input(input.to_string())
+                .send()
+                .await
+                .unwrap();
+            finished(&c, started.execution_arn(), Duration::from_secs(20)).await
+        }
+    };
+
+    let d = run(json!({"url": url, "query": {"ref": "a b"}, "order": 42})).await;
+    assert_eq!(*d.status(), ExecutionStatus::Succeeded, "{d:?}");
+    let out: Value = serde_json::from_str(d.output().unwrap()).unwrap();
+    assert_eq!(out["StatusCode"], 200, "{out}");
+    assert_eq!(out["StatusText"], "OK");
+    assert!(out["Headers"]["content-length"].is_array(), "{out}");
+    // The echo upstream answers what it got (as text: it sends no content type).
+    let echoed: Value = serde_json::from_str(out["ResponseBody"].as_str().unwrap()).unwrap();
+    assert_eq!(echoed["method"], "POST");
+    assert_eq!(echoed["path"], "/v1/orders");
+    assert_eq!(echoed["headers"]["x-api-key"], "s3cret", "{echoed}");
+    assert_eq!(echoed["headers"]["x-order-source"], "sfn");
+
+    let d = run(json!({"url": url, "query": {"status": "503"}, "order": 1})).await;
+    assert_eq!(*d.status(), ExecutionStatus::Succeeded, "{d:?}");
+    let out: Value = serde_json::from_str(d.output().unwrap()).unwrap();
+    assert_eq!(
+        out["failure"]["Error"], "States.Http.StatusCode.503",
+        "{out}"
+    );
+    let cause: Value = serde_json::from_str(out["failure"]["Cause"].as_str().unwrap()).unwrap();
+    assert_eq!(cause["StatusCode"], 503);
+    assert_eq!(cause["StatusText"], "Service Unavailable");
+
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap()
+    };
+    let d =
+        run(json!({"url": format!("http://{closed}/v1/orders"), "query": {}, "order": 1})).await;
+    assert_eq!(*d.status(), ExecutionStatus::Succeeded, "{d:?}");
+    let out: Value = serde_json::from_str(d.output().unwrap()).unwrap();
+    assert_eq!(out["failure"]["Error"], "States.Http.Socket", "{out}");
+
+    // JSONata arguments, and a connection that does not exist.
+    let missing = conn_arn.replace("connection/orders/", "connection/gone/");
+    let sm = create(
+        &c,
+        "call-missing",
+        json!({"QueryLanguage": "JSONata", "StartAt": "Call", "States": {
+            "Call": {"Type": "Task", "Resource": "arn:aws:states:::http:invoke",
+                "Arguments": {"ApiEndpoint": "{% $states.input.url %}", "Method": "GET",
+                              "Authentication": {"ConnectionArn": missing}},
+                "End": true}}}),
+        StateMachineType::Standard,
+    )
+    .await;
+    let started = c
+        .start_execution()
+        .state_machine_arn(&sm)
+        .input(json!({"url": url}).to_string())
+        .send()
+        .await
+        .unwrap();
+    let d = finished(&c, started.execution_arn(), Duration::from_secs(20)).await;
+    assert_eq!(*d.status(), ExecutionStatus::Failed);
+    assert_eq!(
+        d.error(),
+        Some("Events.ConnectionResource.ResourceNotFound")
+    );
+    assert!(d.cause().unwrap().contains(&missing), "{d:?}");
+
+    // AWS requires the connection at create time.
+    let err = c
+        .create_state_machine()
+        .name("no-connection")
+        .role_arn(ROLE)
+        .definition(
+            json!({"StartAt": "Call", "States": {"Call": {"Type": "Task",
+                "Resource": "arn:aws:states:::http:invoke",
+                "Parameters": {"ApiEndpoint": "https://api.example.com", "Method": "GET"},
+                "End": true}}})
+            .to_string(),
+        )
+        .send()
+        .await
+        .unwrap_err();
+    let err = err.into_service_error();
+    assert!(err.is_invalid_definition(), "{err:?}");
+    assert!(
+        err.to_string()
+            .contains("The field 'Authentication' is required but was missing"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn versions_and_weighted_aliases() {
+    use aws_sdk_sfn::types::RoutingConfigurationListItem as Route;
+    let dir = tempfile::tempdir().unwrap();
+    let t = Trellis::start(dir.path(), &[]);
+    let c = sfn(&t);
+    let pass = |result: &str| {
+        json!({"StartAt": "P", "States": {"P": {"Type": "Pass", "Result": result, "End": true}}})
+            .to_string()
+    };
+    let created = c
+        .create_state_machine()
+        .name("checkout")
+        .role_arn(ROLE)
+        .definition(pass("v1"))
+        .publish(true)
+        .version_description("first")
+        .send()
+        .await
+        .unwrap();
+    let sm = created.state_machine_arn().to_string();
+    let v1 = created.state_machine_version_arn().unwrap().to_string();
+    assert_eq!(v1, format!("{sm}:1"));
+    let updated = c
+        .update_state_machine()
+        .state_machine_arn(&sm)
+        .definition(pass("v2"))
+        .send()
+        .await
+        .unwrap();
+    let v2 = c
+        .publish_state_machine_version()
+        .state_machine_arn(&sm)
+        .revision_id(updated.revision_id().unwrap())
+        .description("second")
+        .send()
+        .await
+        .unwrap()
+        .state_machine_version_arn()
+        .to_string();
+    assert_eq!(v2, format!("{sm}:2"));
+    let listed = c
+        .list_state_machine_versions()
+        .state_machine_arn(&sm)
+        .send()
+        .await
+        .unwrap();
+    let arns: Vec<&str> = listed
+        .state_machine_versions()
+        .iter()
+        .map(|v| v.state_machine_version_arn())
+        .collect();
+    assert_eq!(arns, [v2.as_str(), v1.as_str()]);
+    let d = c
+        .describe_state_machine()
+        .state_machine_arn(&v1)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(d.definition(), pass("v1"));
+    assert_eq!(d.description(), Some("first"));
+
+    let route = |arn: &str, weight: i32| {
+        Route::builder()
+            .state_machine_version_arn(arn)
+            .weight(weight)
+            .build()
+            .unwrap()
+    };
+    // Weights must add up to 100.
+    let err = c
+        .create_state_machine_alias()
+        .name("live")
+        .routing_configuration(route(&v1, 50))
+        .send()
+        .await
+        .unwrap_err()
+        .into_service_error();
+    assert!(err.is_validation_exception(), "{err:?}");
+    let alias = c
+        .create_state_machine_alias()
+        .name("live")
+        .description("half and half")
+        .routing_configuration(route(&v1, 50))
+        .routing_configuration(route(&v2, 50))
+        .send()
+        .await
+        .unwrap()
+        .state_machine_alias_arn()
+        .to_string();
+    assert_eq!(alias, format!("{sm}:live"));
+
+    // An alias routes by weight; an execution reports the version and the alias.
+    let mut outputs = std::collections::BTreeSet::new();
+    for _ in 0..30 {
+        let run = c
+            .start_execution()
+            .state_machine_arn(&alias)
+            .send()
+            .await
+            .unwrap();
+        let d = finished(&c, run.execution_arn(), Duration::from_secs(10)).await;
+        assert_eq!(d.state_machine_arn(), sm);
+        assert_eq!(d.state_machine_alias_arn(), Some(alias.as_str()));
+        let version = d.state_machine_version_arn().unwrap();
+        let expected = if version == v1 { "\"v1\"" } else { "\"v2\"" };
+        assert_eq!(d.output(), Some(expected), "{d:?}");
+        outputs.insert(version.to_string());
+    }
+    assert_eq!(outputs.len(), 2, "both versions serve the alias");
+
+    // All traffic to version 1; then by the version ARN directly.
+    c.update_state_machine_alias()
+        .state_machine_alias_arn(&alias)
+        .routing_configuration(route(&v1, 100))
+        .send()
+        .await
+        .unwrap();
+    let described = c
+        .describe_state_machine_alias()
+        .state_machine_alias_arn(&alias)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(described.routing_configuration().len(), 1);
+    assert_eq!(described.description(), Some("half and half"));
+    let run = c
+        .start_execution()
+        .state_machine_arn(&v2)
+        .send()
+        .await
+        .unwrap();
+    let d = finished(&c, run.execution_arn(), Duration::from_secs(10)).await;
+    assert_eq!(d.output(), Some("\"v2\""));
+    assert_eq!(d.state_machine_version_arn(), Some(v2.as_str()));
+    assert_eq!(d.state_machine_alias_arn(), None);
+    let through_v2 = c
+        .list_executions()
+        .state_machine_arn(&v2)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(through_v2.executions().len(), 1);
+
+    // A version an alias routes to cannot be deleted; once unreferenced it can.
+    let err = c
+        .delete_state_machine_version()
+        .state_machine_version_arn(&v1)
+        .send()
+        .await
+        .unwrap_err()
+        .into_service_error();
+    assert!(err.is_conflict_exception(), "{err:?}");
+    c.delete_state_machine_version()
+        .state_machine_version_arn(&v2)
+        .send()
+        .await
+        .unwrap();
+    let aliases = c
+        .list_state_machine_aliases()
+        .state_machine_arn(&sm)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(aliases.state_machine_aliases().len(), 1);
+    c.delete_state_machine_alias()
+        .state_machine_alias_arn(&alias)
+        .send()
+        .await
+        .unwrap();
+    let err = c
+        .describe_state_machine_alias()
+        .state_machine_alias_arn(&alias)
+        .send()
+        .await
+        .unwrap_err()
+        .into_service_error();
+    assert!(err.is_resource_not_found(), "{err:?}");
+    c.delete_state_machine_version()
+        .state_machine_version_arn(&v1)
+        .send()
+        .await
+        .unwrap();
+
+    // StartSyncExecution by version (EXPRESS).
+    let express = c
+        .create_state_machine()
+        .name("quick")
+        .role_arn(ROLE)
+        .definition(pass("fast"))
+        .r#type(StateMachineType::Express)
+        .publish(true)
+        .send()
+        .await
+        .unwrap();
+    let out = c
+        .start_sync_execution()
+        .state_machine_arn(express.state_machine_version_arn().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(out.output(), Some("\"fast\""));
+}

@@ -1001,6 +1001,9 @@ impl Checker {
     fn task(&mut self, m: &Map<String, Value>, at: &str, jsonata: bool) {
         match m.get("Resource") {
             Some(Value::String(r)) => {
+                if r == "arn:aws:states:::http:invoke" {
+                    self.http_task(m, at, jsonata);
+                }
                 if let Err(msg) = check_resource(r) {
                     self.err(&format!("{at}/Resource"), msg);
                 } else if self.express {
@@ -1059,6 +1062,72 @@ impl Checker {
                     "Credentials must be an object",
                 ),
             }
+        }
+    }
+
+    /// An HTTP Task's literal parameters: `ApiEndpoint`, `Method` and
+    /// `Authentication.ConnectionArn` are required (as fields or `.$` paths), a literal method
+    /// must be one AWS allows and a literal connection an EventBridge connection ARN.
+    fn http_task(&mut self, m: &Map<String, Value>, at: &str, jsonata: bool) {
+        let key = if jsonata { "Arguments" } else { "Parameters" };
+        let Some(Value::Object(p)) = m.get(key) else {
+            if !m.contains_key(key) {
+                self.err(at, format!("These fields are required: [{key}]"));
+            }
+            return;
+        };
+        let at = format!("{at}/{key}");
+        // A literal value; `None` when missing, or given by a path or a JSONata expression.
+        let literal = |o: &Map<String, Value>, f: &str| -> Result<Option<Value>, ()> {
+            match o.get(f) {
+                Some(Value::String(s)) if jsonata && s.starts_with("{%") => Ok(None),
+                Some(v) => Ok(Some(v.clone())),
+                None if o.contains_key(&format!("{f}.$")) => Ok(None),
+                None => Err(()),
+            }
+        };
+        let missing = |f: &str| format!("The field '{f}' is required but was missing");
+        if literal(p, "ApiEndpoint").is_err() {
+            self.err(&at, missing("ApiEndpoint"));
+        }
+        match literal(p, "Method") {
+            Err(()) => self.err(&at, missing("Method")),
+            Ok(Some(v))
+                if !v
+                    .as_str()
+                    .is_some_and(|s| crate::service::HTTP_METHODS.contains(&s)) =>
+            {
+                self.err(
+                    &format!("{at}/Method"),
+                    format!(
+                        "The value for the field 'Method' must be one of [{}]",
+                        crate::service::HTTP_METHODS.join(", ")
+                    ),
+                );
+            }
+            Ok(_) => {}
+        }
+        match p.get("Authentication") {
+            None if !p.contains_key("Authentication.$") => self.err(&at, missing("Authentication")),
+            Some(Value::Object(a)) => match literal(a, "ConnectionArn") {
+                Err(()) => self.err(&format!("{at}/Authentication"), missing("ConnectionArn")),
+                Ok(Some(v)) => {
+                    let ok = v
+                        .as_str()
+                        .and_then(trellis_core::Arn::parse)
+                        .is_some_and(|a| {
+                            a.service == "events" && a.resource.starts_with("connection/")
+                        });
+                    if !ok {
+                        self.err(
+                            &format!("{at}/Authentication/ConnectionArn"),
+                            "The value for the field 'ConnectionArn' must be a valid EventBridge connection ARN",
+                        );
+                    }
+                }
+                Ok(None) => {}
+            },
+            _ => {}
         }
     }
 

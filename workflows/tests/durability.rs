@@ -159,7 +159,7 @@ fn retry_backs_off_then_catch_routes_the_error() {
 #[test]
 fn task_timeout_and_execution_timeout() {
     let m = machine(json!({"StartAt": "T", "States": {
-        "T": {"Type": "Task", "Resource": "arn:aws:states:::http:invoke", "TimeoutSeconds": 5, "End": true}}}));
+        "T": {"Type": "Task", "Resource": "arn:aws:states:::slow", "TimeoutSeconds": 5, "End": true}}}));
     let mut exec = start(&m, json!({}));
     let until = loop {
         match exec.step(&m, T0) {

@@ -8,6 +8,7 @@ use trellis_core::ApiError;
 use trellis_store::Write;
 
 use super::executor::{ExecDoc, ExecHandle, StartRequest, Summary};
+use super::versions::{publish_flags, split_qualifier};
 use super::{
     history_kind, machine_type, Activity, Inner, Machine, MachineDoc, KIND_ACTIVITY, KIND_MACHINE,
 };
@@ -55,6 +56,14 @@ impl Inner {
             "ListActivities" => self.list_activities(&input),
             "GetActivityTask" => self.get_activity_task(&input).await,
             "TestState" => self.clone().test_state(&input).await,
+            "PublishStateMachineVersion" => self.publish_state_machine_version(&input).await,
+            "ListStateMachineVersions" => self.list_state_machine_versions(&input),
+            "DeleteStateMachineVersion" => self.delete_state_machine_version(&input).await,
+            "CreateStateMachineAlias" => self.create_state_machine_alias(&input).await,
+            "DescribeStateMachineAlias" => self.describe_state_machine_alias(&input),
+            "UpdateStateMachineAlias" => self.update_state_machine_alias(&input).await,
+            "DeleteStateMachineAlias" => self.delete_state_machine_alias(&input).await,
+            "ListStateMachineAliases" => self.list_state_machine_aliases(&input),
             "ListTagsForResource" => Ok(json!({"tags": []})),
             _ => Err(ApiError::new(
                 "UnknownOperationException",
@@ -71,6 +80,7 @@ impl Inner {
         check_name(&name)?;
         let definition = str_field(input, "definition").to_string();
         let ty = input["type"].as_str().unwrap_or("STANDARD").to_string();
+        let (publish, version_description) = publish_flags(input)?;
         let version = self.version(&definition, machine_type(&ty))?;
         let arn = self.arn.arn("states", &format!("stateMachine:{name}"));
         let _w = self.admin.lock().await;
@@ -80,7 +90,15 @@ impl Inner {
                 && d.role_arn == str_field(input, "roleArn")
                 && d.machine_type == ty
             {
-                return Ok(json!({"stateMachineArn": arn, "creationDate": secs(d.creation_date)}));
+                let mut out =
+                    json!({"stateMachineArn": arn, "creationDate": secs(d.creation_date)});
+                if publish {
+                    let (v, _) = self
+                        .publish_locked(&existing, version_description, None)
+                        .await?;
+                    out["stateMachineVersionArn"] = json!(v);
+                }
+                return Ok(out);
             }
             return Err(ApiError::new(
                 "StateMachineAlreadyExists",
@@ -100,18 +118,24 @@ impl Inner {
             logging_configuration: input.get("loggingConfiguration").cloned(),
             tracing_configuration: input.get("tracingConfiguration").cloned(),
             description: None,
-            revision_id: None,
+            revision_id: Some(crate::intrinsics::uuid_v4()),
+            versions_published: 0,
         };
-        self.put_machine(doc, version).await?;
+        let m = self.put_machine(doc, version).await?;
         self.register_target(&arn);
-        Ok(json!({"stateMachineArn": arn, "creationDate": secs(now)}))
+        let mut out = json!({"stateMachineArn": arn, "creationDate": secs(now)});
+        if publish {
+            let (v, _) = self.publish_locked(&m, version_description, None).await?;
+            out["stateMachineVersionArn"] = json!(v);
+        }
+        Ok(out)
     }
 
     async fn put_machine(
         &self,
         doc: MachineDoc,
         version: Arc<super::Version>,
-    ) -> Result<(), ApiError> {
+    ) -> Result<Arc<Machine>, ApiError> {
         let value = serde_json::to_value(&doc).map_err(ApiError::internal)?;
         self.store
             .commit(vec![Write::put(
@@ -121,23 +145,26 @@ impl Inner {
             )])
             .await
             .map_err(ApiError::internal)?;
+        let m = Arc::new(Machine { doc, version });
         self.machines
             .write()
             .unwrap_or_else(|e| e.into_inner())
-            .insert(
-                doc.state_machine_arn.clone(),
-                Arc::new(Machine { doc, version }),
-            );
-        Ok(())
+            .insert(m.doc.state_machine_arn.clone(), m.clone());
+        Ok(m)
     }
 
-    fn existing_machine(&self, arn: &str) -> Result<Arc<Machine>, ApiError> {
+    pub(crate) fn existing_machine(&self, arn: &str) -> Result<Arc<Machine>, ApiError> {
         check_arn(arn, "stateMachine")?;
         self.machine(arn).ok_or_else(|| machine_missing(arn))
     }
 
     fn describe_state_machine(&self, input: &Value) -> Result<Value, ApiError> {
-        let m = self.existing_machine(str_field(input, "stateMachineArn"))?;
+        let arn = str_field(input, "stateMachineArn");
+        if split_qualifier(arn).1.is_some() {
+            check_arn(arn, "stateMachine")?;
+            return self.describe_version(arn);
+        }
+        let m = self.existing_machine(arn)?;
         let d = &m.doc;
         let mut out = json!({
             "stateMachineArn": d.state_machine_arn,
@@ -158,6 +185,7 @@ impl Inner {
 
     async fn update_state_machine(&self, input: &Value) -> Result<Value, ApiError> {
         let arn = str_field(input, "stateMachineArn");
+        let (publish, version_description) = publish_flags(input)?;
         let _w = self.admin.lock().await;
         let m = self.existing_machine(arn)?;
         let definition = input.get("definition").and_then(Value::as_str);
@@ -194,8 +222,13 @@ impl Inner {
         doc.update_date = Some(now);
         doc.revision_id = Some(crate::intrinsics::uuid_v4());
         let revision = doc.revision_id.clone();
-        self.put_machine(doc, version).await?;
-        Ok(json!({"updateDate": secs(now), "revisionId": revision}))
+        let m = self.put_machine(doc, version).await?;
+        let mut out = json!({"updateDate": secs(now), "revisionId": revision});
+        if publish {
+            let (v, _) = self.publish_locked(&m, version_description, None).await?;
+            out["stateMachineVersionArn"] = json!(v);
+        }
+        Ok(out)
     }
 
     async fn delete_state_machine(&self, input: &Value) -> Result<Value, ApiError> {
@@ -203,8 +236,10 @@ impl Inner {
         check_arn(arn, "stateMachine")?;
         let _w = self.admin.lock().await;
         if self.machine(arn).is_some() {
+            let mut writes = self.forget_versions(arn);
+            writes.push(Write::delete(KIND_MACHINE, arn));
             self.store
-                .commit(vec![Write::delete(KIND_MACHINE, arn)])
+                .commit(writes)
                 .await
                 .map_err(ApiError::internal)?;
             self.machines
@@ -256,7 +291,7 @@ impl Inner {
 
     async fn start_sync(&self, input: &Value) -> Result<Value, ApiError> {
         let arn = str_field(input, "stateMachineArn");
-        let m = self.existing_machine(arn)?;
+        let m = self.launch(arn)?.machine;
         if m.doc.machine_type != "EXPRESS" {
             return Err(ApiError::new(
                 "StateMachineTypeNotSupported",
@@ -354,8 +389,18 @@ impl Inner {
 
     async fn list_executions(&self, input: &Value) -> Result<Value, ApiError> {
         let sm = input["stateMachineArn"].as_str();
+        // A version or alias ARN lists the executions started through it.
+        let qualified = sm.is_some_and(|a| split_qualifier(a).1.is_some());
         if let Some(arn) = sm {
-            let m = self.existing_machine(arn)?;
+            let m = self.existing_machine(split_qualifier(arn).0)?;
+            if qualified && self.published(arn).is_none() && self.launch(arn).is_err() {
+                return Err(ApiError::new(
+                    "ResourceNotFound",
+                    400,
+                    format!("Resource not found: '{arn}'"),
+                )
+                .with("resourceName", arn));
+            }
             if m.doc.machine_type == "EXPRESS" {
                 return Err(ApiError::new(
                     "StateMachineTypeNotSupported",
@@ -381,8 +426,13 @@ impl Inner {
             .into_iter()
             .filter_map(|h| {
                 let s = Self::lock(&h.summary).clone();
-                let wanted = Some(s.state_machine_arn.as_str()) == sm
-                    && filter.is_none_or(|f| f == s.status);
+                let through = if qualified {
+                    s.version_arn.as_deref() == sm && s.alias_arn.is_none()
+                        || s.alias_arn.as_deref() == sm
+                } else {
+                    Some(s.state_machine_arn.as_str()) == sm
+                };
+                let wanted = through && filter.is_none_or(|f| f == s.status);
                 wanted.then(|| (h.arn.clone(), s))
             })
             .collect();
@@ -612,7 +662,7 @@ pub(crate) fn str_field<'a>(input: &'a Value, key: &str) -> &'a str {
 }
 
 /// Epoch seconds, the JSON 1.0 timestamp form.
-fn secs(ms: i64) -> f64 {
+pub(crate) fn secs(ms: i64) -> f64 {
     ms as f64 / 1000.0
 }
 
@@ -688,6 +738,12 @@ fn execution_json(doc: &ExecDoc) -> Value {
     if let Some(c) = &doc.cause {
         m.insert("cause".into(), json!(c));
     }
+    if let Some(v) = &doc.state_machine_version_arn {
+        m.insert("stateMachineVersionArn".into(), json!(v));
+    }
+    if let Some(a) = &doc.state_machine_alias_arn {
+        m.insert("stateMachineAliasArn".into(), json!(a));
+    }
     m.insert("redriveCount".into(), json!(0));
     m.insert(
         "redriveStatus".into(),
@@ -711,6 +767,12 @@ fn summary_json(arn: &str, s: &Summary) -> Value {
     if let Some(s) = s.stop_date {
         v["stopDate"] = json!(secs(s));
     }
+    if let Some(a) = &s.version_arn {
+        v["stateMachineVersionArn"] = json!(a);
+    }
+    if let Some(a) = &s.alias_arn {
+        v["stateMachineAliasArn"] = json!(a);
+    }
     v
 }
 
@@ -730,7 +792,7 @@ fn strip_data(event: &mut Value) {
 
 /// One page of `items`: `maxResults` (default 100, at most 1000) from the offset in
 /// `nextToken`, under `key`, with the next token when more remain.
-fn page(items: Vec<Value>, input: &Value, key: &str) -> Result<Value, ApiError> {
+pub(crate) fn page(items: Vec<Value>, input: &Value, key: &str) -> Result<Value, ApiError> {
     let max = match input["maxResults"].as_u64() {
         Some(0) | None => 100,
         Some(n) => n.min(1000) as usize,

@@ -47,6 +47,12 @@ pub(crate) struct ExecDoc {
     pub role_arn: String,
     #[serde(default)]
     pub state_machine_name: String,
+    /// The version the execution runs, when started by a version or an alias ARN.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state_machine_version_arn: Option<String>,
+    /// The alias it was started by.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state_machine_alias_arn: Option<String>,
     /// The interpreter state; `None` once the execution has ended.
     #[serde(default)]
     pub execution: Option<Execution>,
@@ -72,6 +78,8 @@ pub(crate) struct Summary {
     pub status: String,
     pub start_date: i64,
     pub stop_date: Option<i64>,
+    pub version_arn: Option<String>,
+    pub alias_arn: Option<String>,
 }
 
 impl Summary {
@@ -82,6 +90,8 @@ impl Summary {
             status: doc.status.clone(),
             start_date: doc.start_date,
             stop_date: doc.stop_date,
+            version_arn: doc.state_machine_version_arn.clone(),
+            alias_arn: doc.state_machine_alias_arn.clone(),
         }
     }
 }
@@ -160,10 +170,8 @@ impl Inner {
         &self,
         req: StartRequest<'_>,
     ) -> Result<(Arc<ExecHandle>, bool), ApiError> {
-        super::api::check_arn(req.state_machine_arn, "stateMachine")?;
-        let machine = self
-            .machine(req.state_machine_arn)
-            .ok_or_else(|| super::api::machine_missing(req.state_machine_arn))?;
+        let launch = self.launch(req.state_machine_arn)?;
+        let machine = launch.machine.clone();
         let name = match req.name {
             Some(n) => {
                 super::api::check_name(&n)?;
@@ -201,8 +209,8 @@ impl Inner {
         );
         info.execution_arn = arn.clone();
         info.state_machine_arn = machine.doc.state_machine_arn.clone();
-        info.role_arn = machine.doc.role_arn.clone();
-        let exec = Execution::start(&machine.version.machine, info);
+        info.role_arn = launch.role_arn.clone();
+        let exec = Execution::start(&launch.version.machine, info);
         let doc = ExecDoc {
             execution_arn: arn.clone(),
             state_machine_arn: machine.doc.state_machine_arn.clone(),
@@ -214,12 +222,14 @@ impl Inner {
             output: None,
             error: None,
             cause: None,
-            version_id: machine.version.id.clone(),
-            role_arn: machine.doc.role_arn.clone(),
+            version_id: launch.version.id.clone(),
+            role_arn: launch.role_arn,
             state_machine_name: sm_name,
+            state_machine_version_arn: launch.version_arn,
+            state_machine_alias_arn: launch.alias_arn,
             execution: Some(exec),
         };
-        let handle = ExecHandle::new(doc, machine.version.clone(), !express);
+        let handle = ExecHandle::new(doc, launch.version.clone(), !express);
         // Reserve the ARN (name idempotency), holding the fresh execution's lock so nobody
         // sees it before its first commit.
         let mut st = handle
@@ -246,8 +256,8 @@ impl Inner {
         if handle.durable {
             let mut writes = vec![Write::put(
                 KIND_DEFINITION,
-                &machine.version.id,
-                json!({"definition": machine.version.definition}),
+                &launch.version.id,
+                json!({"definition": launch.version.definition}),
             )];
             let exec = st.doc.execution.as_mut().expect("just started");
             let events = exec.take_events();

@@ -16,11 +16,14 @@
 //! - `sfn.execution` / execution ARN: the summary, plus the interpreter state while running.
 //! - `sfn.history:<execution ARN>` / zero-padded event id: one history event.
 //! - `sfn.activity` / activity ARN: an activity.
+//! - `sfn.version` / `sfn.alias` by ARN: published versions and aliases (see `versions`).
 
 mod api;
 mod executor;
+mod http_task;
 mod tasks;
 mod test_state;
+mod versions;
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, RwLock, Weak};
@@ -38,6 +41,7 @@ use crate::asl::StateMachine;
 use crate::validate::{validate_for, MachineType};
 
 pub use executor::ExecutionTarget;
+pub(crate) use http_task::METHODS as HTTP_METHODS;
 
 const KIND_MACHINE: &str = "sfn.machine";
 const KIND_DEFINITION: &str = "sfn.definition";
@@ -79,6 +83,10 @@ pub(crate) struct Inner {
     /// Serialises writes to state machines and activities.
     admin: tokio::sync::Mutex<()>,
     activities: RwLock<HashMap<String, Arc<Activity>>>,
+    /// Published state machine versions, by version ARN.
+    published: RwLock<HashMap<String, Arc<versions::Published>>>,
+    /// State machine aliases, by alias ARN.
+    aliases: RwLock<HashMap<String, versions::AliasDoc>>,
     /// Group commit: execution steps queue here and are committed together.
     commits: tokio::sync::mpsc::UnboundedSender<executor::CommitRequest>,
 }
@@ -113,6 +121,9 @@ pub(crate) struct MachineDoc {
     description: Option<String>,
     #[serde(default)]
     revision_id: Option<String>,
+    /// How many versions were ever published (the number of the latest).
+    #[serde(default)]
+    versions_published: u64,
 }
 
 pub(crate) struct Machine {
@@ -159,6 +170,8 @@ pub async fn start(
         timer_wake: Notify::new(),
         admin: tokio::sync::Mutex::new(()),
         activities: RwLock::new(HashMap::new()),
+        published: RwLock::new(HashMap::new()),
+        aliases: RwLock::new(HashMap::new()),
     });
     inner.load().await?;
     tokio::spawn(executor::timer_loop(Arc::downgrade(&inner)));
@@ -255,6 +268,7 @@ impl Inner {
                 Err(e) => tracing::error!(%arn, "stored definition no longer valid: {e}"),
             }
         }
+        self.load_versions().await?;
         for (arn, doc) in self.store.list(KIND_ACTIVITY).await? {
             let name = doc["name"].as_str().unwrap_or_default().to_string();
             let creation_date = doc["creationDate"].as_i64().unwrap_or_default();

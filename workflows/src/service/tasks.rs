@@ -7,6 +7,8 @@
 //! - `arn:aws:states:::states:startExecution` (`.sync`, `.sync:2`, `.waitForTaskToken`): a
 //!   child execution of this service;
 //! - `arn:aws:states:::events:putEvents`: each entry put on its event bus (the bus's target);
+//! - `arn:aws:states:::http:invoke`: one HTTP request through an EventBridge connection
+//!   (`http_task`);
 //! - an activity ARN: queued for `GetActivityTask` (see the executor's dispatch).
 
 use std::sync::Arc;
@@ -53,6 +55,7 @@ impl Inner {
             Some(("events", "putEvents")) | Some(("events", "putEvents.waitForTaskToken")) => {
                 Some(self.put_events(t).await)
             }
+            Some(("http", "invoke")) => Some(self.http_invoke(t).await),
             Some((service, action)) => Some(TaskOutcome::Failed(Failure::new(
                 "States.Runtime",
                 format!(
