@@ -1,5 +1,6 @@
-//! Resource gateways end to end: the Lattice resource API through the AWS SDK for Rust, and TCP
-//! endpoints that reach real resources.
+//! Resource gateways end to end: the Lattice resource API through the AWS SDK for Rust, TCP
+//! endpoints that reach real resources (PostgreSQL, TLS passed through), and HTTP endpoints that
+//! originate TLS to a private HTTPS service verified against its own CA.
 //!
 //! NEEDS POSTGRESQL at 127.0.0.1:5432 (trust auth, user `postgres`, database `postgres`), as on
 //! the development machines and in CI. Where there is none, set `TRELLIS_SKIP_PG=1` and the
@@ -8,7 +9,9 @@
 
 mod common;
 
+use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use aws_sdk_vpclattice::error::ProvideErrorMetadata;
@@ -656,4 +659,414 @@ async fn a_service_network_with_resource_associations_is_not_deleted() {
         aws_sdk_vpclattice::error::ProvideErrorMetadata::code(&err),
         Some("ConflictException")
     );
+}
+
+// === HTTPS resources ===
+
+/// A CA (PEM) and a TLS server config with a certificate it signed for `names`.
+fn pki(names: &[&str]) -> (String, Arc<rustls::ServerConfig>) {
+    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
+    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca.distinguished_name.push(DnType::CommonName, "orders CA");
+    let ca = CertifiedIssuer::self_signed(ca, KeyPair::generate().unwrap()).unwrap();
+    let key = KeyPair::generate().unwrap();
+    let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+    let cert = CertificateParams::new(names)
+        .unwrap()
+        .signed_by(&key, &ca)
+        .unwrap();
+    let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(
+        vec![cert.der().clone()],
+        rustls_pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
+    )
+    .unwrap();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    (ca.pem(), Arc::new(config))
+}
+
+/// A private HTTPS service on 127.0.0.1 answering JSON with the Host header and path it got;
+/// `/slow` answers after two seconds, `/redirect` with a 302 to an internal address.
+async fn https_service(config: Arc<rustls::ServerConfig>) -> SocketAddr {
+    use http_body_util::{BodyExt, Full};
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(config);
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = l.accept().await {
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let svc = hyper::service::service_fn(
+                    |req: http::Request<hyper::body::Incoming>| async move {
+                        let (parts, body) = req.into_parts();
+                        let body = body.collect().await.unwrap().to_bytes();
+                        let mut resp = http::Response::new(Full::new(bytes::Bytes::new()));
+                        match parts.uri.path() {
+                            "/redirect" => {
+                                *resp.status_mut() = http::StatusCode::FOUND;
+                                resp.headers_mut().insert(
+                                    http::header::LOCATION,
+                                    "http://169.254.169.254/latest/meta-data".parse().unwrap(),
+                                );
+                                return Ok::<_, Infallible>(resp);
+                            }
+                            "/slow" => tokio::time::sleep(Duration::from_secs(2)).await,
+                            _ => {}
+                        }
+                        let text = serde_json::json!({
+                            "host": parts.headers.get(http::header::HOST).and_then(|h| h.to_str().ok()),
+                            "path": parts.uri.path(),
+                            "body": String::from_utf8_lossy(&body),
+                        });
+                        *resp.body_mut() = Full::new(bytes::Bytes::from(text.to_string()));
+                        Ok(resp)
+                    },
+                );
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(tls), svc)
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+/// A SINGLE configuration for a DNS or IP `resource` on `port` with `tags`, associated with a
+/// new service network; returns (configuration id and ARN, association id and ARN).
+async fn expose_tagged(
+    c: &aws_sdk_vpclattice::Client,
+    name: &str,
+    resource: ResourceConfigurationDefinition,
+    port: u16,
+    tags: &[(&str, &str)],
+) -> ((String, String), (String, String)) {
+    let gw = c
+        .create_resource_gateway()
+        .name(format!("{name}-gw"))
+        .send()
+        .await
+        .expect("create resource gateway");
+    let mut req = c
+        .create_resource_configuration()
+        .name(name)
+        .r#type(ResourceConfigurationType::Single)
+        .resource_gateway_identifier(gw.id().unwrap())
+        .port_ranges(port.to_string())
+        .resource_configuration_definition(resource);
+    for (k, v) in tags {
+        req = req.tags(*k, *v);
+    }
+    let rc = req.send().await.expect("create resource configuration");
+    let sn = c
+        .create_service_network()
+        .name(format!("{name}-sn"))
+        .send()
+        .await
+        .unwrap();
+    let a = c
+        .create_service_network_resource_association()
+        .resource_configuration_identifier(rc.id().unwrap())
+        .service_network_identifier(sn.id().unwrap())
+        .send()
+        .await
+        .expect("associate");
+    (
+        (rc.id().unwrap().to_string(), rc.arn().unwrap().to_string()),
+        (a.id().unwrap().to_string(), a.arn().unwrap().to_string()),
+    )
+}
+
+fn dns(name: &str) -> ResourceConfigurationDefinition {
+    ResourceConfigurationDefinition::DnsResource(DnsResource::builder().domain_name(name).build())
+}
+
+fn ip(addr: &str) -> ResourceConfigurationDefinition {
+    ResourceConfigurationDefinition::IpResource(IpResource::builder().ip_address(addr).build())
+}
+
+/// The one endpoint of an association, which must be an HTTP endpoint.
+async fn http_endpoint(t: &Trellis, association: &str) -> SocketAddr {
+    let eps = endpoints(t, association).await;
+    assert_eq!(eps.len(), 1, "{eps:?}");
+    let host = eps[0]["host"].as_str().unwrap();
+    let port = eps[0]["port"].as_u64().unwrap() as u16;
+    assert_eq!(eps[0]["url"], format!("http://{host}:{port}"));
+    SocketAddr::new(host.parse().unwrap(), port)
+}
+
+/// Writes `request` as it is and reads the answer until the endpoint closes.
+async fn raw_http(addr: SocketAddr, request: &str) -> String {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(request.as_bytes()).await.unwrap();
+    let mut out = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut out))
+        .await
+        .expect("an answer in time")
+        .unwrap();
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[tokio::test]
+async fn an_https_service_with_its_own_ca_through_an_endpoint_url() {
+    let (ca, server_config) = pki(&["localhost"]);
+    let (other_ca, _) = pki(&["localhost"]);
+    let service = https_service(server_config).await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("certificates")).unwrap();
+    std::fs::write(dir.path().join("certificates/orders-ca.pem"), ca).unwrap();
+    std::fs::write(dir.path().join("certificates/other-ca.pem"), other_ca).unwrap();
+    let t = Trellis::start(dir.path(), &[]);
+    let c = t.lattice();
+    let ((_, rc_arn), (assoc, assoc_arn)) = expose_tagged(
+        &c,
+        "orders-api",
+        dns("localhost"),
+        service.port(),
+        &[
+            ("trellis:protocol", "HTTPS"),
+            ("trellis:ca-certificate", "orders-ca.pem"),
+            ("trellis:response-timeout-ms", "700"),
+        ],
+    )
+    .await;
+    let ep = http_endpoint(&t, &assoc).await;
+    let resource_host = format!("localhost:{}", service.port());
+
+    // TLS to the service, verified against its CA, with its name as SNI and Host: whatever
+    // Host the client sends, the configured service answers.
+    let r = get(ep, "evil.example", "/orders").await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(r.json()["host"], resource_host.as_str());
+    assert_eq!(r.json()["path"], "/orders");
+    // An absolute-form request naming another address reaches the same service.
+    let answer = raw_http(
+        ep,
+        "GET http://169.254.169.254/latest HTTP/1.1\r\nHost: 169.254.169.254\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(
+        answer.contains(&format!("\"host\":\"{resource_host}\"")),
+        "{answer}"
+    );
+    assert!(answer.contains("\"path\":\"/latest\""), "{answer}");
+    // A redirect is the client's to follow, not the gateway's.
+    let r = get(ep, "x", "/redirect").await;
+    assert_eq!(r.status, 302);
+    assert_eq!(
+        r.headers[http::header::LOCATION],
+        "http://169.254.169.254/latest/meta-data"
+    );
+    // No tunnels.
+    let answer = raw_http(
+        ep,
+        "CONNECT 10.0.0.1:5432 HTTP/1.1\r\nHost: 10.0.0.1:5432\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(answer.starts_with("HTTP/1.1 405"), "{answer}");
+    // Slower than trellis:response-timeout-ms: 504.
+    let r = get(ep, "x", "/slow").await;
+    assert_eq!(r.status, 504, "{}", String::from_utf8_lossy(&r.body));
+
+    // Trusting another CA: the certificate does not verify, 502.
+    c.tag_resource()
+        .resource_arn(&rc_arn)
+        .tags("trellis:ca-certificate", "other-ca.pem")
+        .send()
+        .await
+        .unwrap();
+    let r = get(ep, "x", "/orders").await;
+    assert_eq!(r.status, 502, "{}", String::from_utf8_lossy(&r.body));
+    c.tag_resource()
+        .resource_arn(&rc_arn)
+        .tags("trellis:ca-certificate", "orders-ca.pem")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(get(ep, "x", "/orders").await.status, 200);
+
+    // A client allow-list that leaves loopback out: the connection is closed unanswered.
+    c.tag_resource()
+        .resource_arn(&assoc_arn)
+        .tags("trellis:allowed-cidrs", "10.0.0.0/8")
+        .send()
+        .await
+        .unwrap();
+    let mut denied = TcpStream::connect(ep).await.unwrap();
+    let _ = denied.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").await;
+    assert!(closed(&mut denied).await, "outside the allow-list");
+
+    // A service that refuses: 502, counted as a connect error.
+    let free = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let (_, (gone, _)) = expose_tagged(
+        &c,
+        "gone-api",
+        ip("127.0.0.1"),
+        free,
+        &[("trellis:protocol", "HTTPS")],
+    )
+    .await;
+    let r = get(http_endpoint(&t, &gone).await, "x", "/").await;
+    assert_eq!(r.status, 502);
+    let metrics = get(t.api, "localhost", "/metrics").await;
+    let text = String::from_utf8_lossy(&metrics.body);
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("trellis_resource_connect_errors_total{") && !l.ends_with(" 0")),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn tls_passes_through_a_tcp_endpoint() {
+    let (ca, server_config) = pki(&["orders.internal"]);
+    let service = https_service(server_config).await;
+    let dir = tempfile::tempdir().unwrap();
+    let t = Trellis::start(dir.path(), &[]);
+    let (_, assoc) = expose(
+        &t.lattice(),
+        "orders-tls",
+        "127.0.0.1",
+        &[&service.port().to_string()],
+    )
+    .await;
+    let ep = addr_of(&endpoints(&t, &assoc).await[0]);
+
+    // The client speaks TLS to the service itself: its SNI, its certificate check.
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls_pki_types::pem::PemObject::pem_slice_iter(ca.as_bytes()) {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let tcp = TcpStream::connect(ep).await.unwrap();
+    let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
+        .connect("orders.internal".try_into().unwrap(), tcp)
+        .await
+        .expect("TLS handshake with the service through the endpoint");
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    let req = http::Request::get("/passthrough")
+        .header(http::header::HOST, "orders.internal")
+        .body(http_body_util::Empty::<bytes::Bytes>::new())
+        .unwrap();
+    let resp = sender.send_request(req).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let body = http_body_util::BodyExt::collect(resp.into_body())
+        .await
+        .unwrap()
+        .to_bytes();
+    let got: Value = serde_json::from_slice(&body).unwrap();
+    // End to end: the client's own Host, untouched.
+    assert_eq!(got["host"], "orders.internal");
+    assert_eq!(got["path"], "/passthrough");
+}
+
+#[tokio::test]
+async fn forbidden_ranges_refuse_definitions_and_rebound_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = Trellis::start(
+        dir.path(),
+        &[
+            "--resource-forbidden-cidrs",
+            "10.0.0.0/8,127.0.0.0/8,::1/128",
+        ],
+    );
+    let c = t.lattice();
+    let gw = c
+        .create_resource_gateway()
+        .name("guarded-gw")
+        .send()
+        .await
+        .unwrap();
+    let field_of = |e: &aws_sdk_vpclattice::types::error::ValidationException| {
+        e.field_list()
+            .iter()
+            .map(|f| f.name().to_string())
+            .collect::<Vec<_>>()
+    };
+    let e = c
+        .create_resource_configuration()
+        .name("internal")
+        .r#type(ResourceConfigurationType::Single)
+        .resource_gateway_identifier(gw.id().unwrap())
+        .port_ranges("443")
+        .resource_configuration_definition(ip("10.1.2.3"))
+        .send()
+        .await
+        .unwrap_err();
+    let e = e.into_service_error();
+    assert!(e.is_validation_exception(), "{e:?}");
+    let aws_sdk_vpclattice::operation::create_resource_configuration::CreateResourceConfigurationError::ValidationException(v) = e else {
+        unreachable!()
+    };
+    assert_eq!(
+        field_of(&v),
+        ["resourceConfigurationDefinition.ipResource.ipAddress"]
+    );
+
+    // Allowed at creation, then moved into a forbidden range: refused too.
+    let ok = c
+        .create_resource_configuration()
+        .name("public")
+        .r#type(ResourceConfigurationType::Single)
+        .resource_gateway_identifier(gw.id().unwrap())
+        .port_ranges("443")
+        .resource_configuration_definition(ip("192.0.2.10"))
+        .send()
+        .await
+        .unwrap();
+    let e = c
+        .update_resource_configuration()
+        .resource_configuration_identifier(ok.id().unwrap())
+        .resource_configuration_definition(ip("::1"))
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Some("ValidationException"));
+    assert!(e
+        .message()
+        .unwrap_or_default()
+        .contains("resourceConfigurationDefinition.ipResource.ipAddress"));
+
+    // A DNS name that resolves into a forbidden range is never dialed: the TCP endpoint
+    // closes the connection, the HTTPS endpoint answers 502, though something listens there.
+    let listening = tcp_echo("internal", "127.0.0.1:0").await;
+    let (_, (tcp_assoc, _)) =
+        expose_tagged(&c, "rebound-tcp", dns("localhost"), listening.port(), &[]).await;
+    let mut s = TcpStream::connect(addr_of(&endpoints(&t, &tcp_assoc).await[0]))
+        .await
+        .unwrap();
+    assert!(closed(&mut s).await, "no connection to a forbidden address");
+    let gw2 = expose_tagged(
+        &c,
+        "rebound-https",
+        dns("localhost"),
+        listening.port(),
+        &[("trellis:protocol", "HTTPS")],
+    )
+    .await;
+    let r = get(http_endpoint(&t, &(gw2.1).0).await, "x", "/").await;
+    assert_eq!(r.status, 502);
 }

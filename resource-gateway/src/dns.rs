@@ -1,6 +1,9 @@
 //! Destination resolution at connect time, so a moved database is followed. Answers are cached
 //! for [`Resolver::ttl`], failed lookups for the shorter [`Resolver::negative_ttl`], and a
 //! destination that refuses every resolved address drops its cached answer.
+//!
+//! Addresses in the operator's forbidden ranges are never dialed, whatever a name resolves to
+//! (DNS rebinding to internal addresses).
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -8,6 +11,8 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use tokio::net::TcpStream;
+
+use crate::Cidr;
 
 type Answer = Result<Vec<IpAddr>, String>;
 
@@ -64,11 +69,27 @@ impl Resolver {
         self.lock().remove(host);
     }
 
-    /// Connects to `host:port`, trying each resolved address in turn.
-    pub async fn connect(&self, host: &str, port: u16) -> Result<(TcpStream, SocketAddr), String> {
+    /// Connects to `host:port`, trying each resolved address in turn, skipping those in a
+    /// `forbidden` block; when all are forbidden the error starts with `forbidden address`.
+    pub async fn connect(
+        &self,
+        host: &str,
+        port: u16,
+        forbidden: &[Cidr],
+    ) -> Result<(TcpStream, SocketAddr), String> {
         let ips = self.resolve(host).await?;
+        let (allowed, denied): (Vec<IpAddr>, Vec<IpAddr>) = ips
+            .into_iter()
+            .partition(|ip| !forbidden.iter().any(|c| c.contains(*ip)));
+        if allowed.is_empty() {
+            let list: Vec<String> = denied.iter().map(IpAddr::to_string).collect();
+            return Err(format!(
+                "forbidden address: {host} is {} (a forbidden range)",
+                list.join(", ")
+            ));
+        }
         let mut last = String::new();
-        for ip in ips {
+        for ip in allowed {
             let addr = SocketAddr::new(ip, port);
             match TcpStream::connect(addr).await {
                 Ok(s) => return Ok((s, addr)),
@@ -117,7 +138,21 @@ mod tests {
             "db.test".into(),
             (Instant::now(), Ok(vec!["127.0.0.1".parse().unwrap()])),
         );
-        assert!(r.connect("db.test", port).await.is_err());
+        assert!(r.connect("db.test", port, &[]).await.is_err());
         assert!(!r.lock().contains_key("db.test"));
+    }
+
+    #[tokio::test]
+    async fn forbidden_addresses_are_never_dialed() {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        let r = Resolver::default();
+        let forbidden = ["127.0.0.0/8".parse().unwrap(), "::1".parse().unwrap()];
+        // A name that resolves into the range (as a rebinding answer would) and a literal.
+        for host in ["localhost", "127.0.0.1"] {
+            let e = r.connect(host, port, &forbidden).await.unwrap_err();
+            assert!(e.starts_with("forbidden address"), "{e}");
+        }
+        assert!(r.connect("127.0.0.1", port, &forbidden[1..]).await.is_ok());
     }
 }

@@ -10,21 +10,37 @@
 //! cached more briefly) → connect (timeout) → copy both ways (idle timeout) → close, with one
 //! JSON access-log line and per-resource-configuration counters ([`Manager::render_metrics`]).
 //!
+//! An endpoint with [`HttpSettings`] is an HTTP endpoint instead: it serves HTTP/1.1 and sends
+//! each request to the destination over TLS (or plain HTTP), always to the configured
+//! destination whatever the request names, answering 502 when the destination cannot be
+//! reached and 504 when it does not answer in time.
+//!
 //! A changed spec is swapped in for new connections while existing ones finish on the old
 //! target (graceful drain); a removed spec stops accepting at once and closes the connections
 //! still open after its drain timeout.
+//!
+//! [`Manager::apply_targets`] registers resource configurations in the Target registry
+//! ([`ResourceTarget`]), so event rules and workflows call a private HTTPS service by the
+//! configuration's ARN through the same origination code.
 
 use std::net::{Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
 use std::time::Duration;
 
 pub mod cidr;
 pub mod dns;
+mod http;
 mod manager;
 pub mod metrics;
+mod origin;
 mod proxy;
+mod target;
+#[cfg(test)]
+mod testing;
 
 pub use cidr::Cidr;
 pub use manager::{Bound, Manager};
+pub use target::{ResourceTarget, TargetSpec};
 
 /// AWS VPC Lattice closes idle TCP resource connections after 350 seconds.
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(350);
@@ -34,6 +50,8 @@ pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 /// Ports of one resource configuration that get endpoints (a range `1-65535` is valid input,
 /// but 65535 listeners per association are not useful).
 pub const MAX_PORTS_PER_RESOURCE: usize = 256;
+/// How long an HTTP endpoint waits for the response head of a request it forwarded.
+pub const DEFAULT_RESPONSE_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// One listening endpoint: where it listens, where it forwards, and its limits.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -56,6 +74,31 @@ pub struct EndpointSpec {
     pub connect_timeout: Duration,
     pub idle_timeout: Duration,
     pub drain_timeout: Duration,
+    /// `None`: a TCP endpoint (bytes both ways; TLS clients speak TLS end to end, passthrough).
+    /// `Some`: an HTTP endpoint that forwards each request as these settings say.
+    pub http: Option<HttpSettings>,
+}
+
+/// How requests reach an HTTP destination.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpSettings {
+    /// The resource's name: the Host header sent upstream (with the port when it is not the
+    /// scheme's default). Never taken from the client's request.
+    pub host: String,
+    /// TLS to the destination; `None` sends plain HTTP.
+    pub tls: Option<TlsSettings>,
+    /// Time from sending a request to its response head (then 504).
+    pub response_timeout: Duration,
+}
+
+/// TLS origination: whom to trust and which name to verify.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsSettings {
+    /// The SNI and the name the server's certificate must carry: a DNS name, or an IP address
+    /// (then an IP SAN is verified and no SNI is sent).
+    pub server_name: String,
+    /// A PEM file of the CA certificates to trust; `None` trusts the system's roots.
+    pub ca_file: Option<PathBuf>,
 }
 
 /// What identifies an endpoint across config changes (association, resource configuration,
@@ -71,9 +114,10 @@ impl EndpointSpec {
         )
     }
 
-    /// The endpoint's URL for an address it is bound to.
-    pub fn url(addr: SocketAddr) -> String {
-        format!("tcp://{addr}")
+    /// The endpoint's URL for an address it is bound to: `tcp://` or `http://`.
+    pub fn url(&self, addr: SocketAddr) -> String {
+        let scheme = if self.http.is_some() { "http" } else { "tcp" };
+        format!("{scheme}://{addr}")
     }
 }
 

@@ -1,4 +1,5 @@
-//! The set of running endpoints, reconciled with the wanted specs on every config change.
+//! The set of running endpoints and registered targets, reconciled with the wanted specs on
+//! every config change.
 
 use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -8,11 +9,14 @@ use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+use trellis_core::target::TargetRegistry;
 
 use crate::dns::Resolver;
 use crate::metrics::Metrics;
-use crate::proxy::{self, Shared};
-use crate::{EndpointSpec, Key};
+use crate::origin::Origin;
+use crate::proxy::{self, Endpoint, Shared};
+use crate::target::{ResourceTarget, TargetSpec};
+use crate::{Cidr, EndpointSpec, Key};
 
 /// Runs the endpoints; cheap to clone (one shared state).
 #[derive(Clone, Default)]
@@ -23,12 +27,16 @@ pub struct Manager {
 #[derive(Default)]
 struct Inner {
     running: Mutex<HashMap<Key, Running>>,
+    /// The targets registered by [`Manager::apply_targets`], by ARN.
+    targets: Mutex<HashMap<String, TargetSpec>>,
     metrics: Arc<Metrics>,
     resolver: Arc<Resolver>,
+    /// Destination addresses never dialed, whatever a resource's name resolves to.
+    forbidden: Arc<Vec<Cidr>>,
 }
 
 struct Running {
-    spec: watch::Sender<Arc<EndpointSpec>>,
+    spec: watch::Sender<Arc<Endpoint>>,
     bound: SocketAddr,
     /// Turns true to stop accepting.
     stop: watch::Sender<bool>,
@@ -44,11 +52,24 @@ pub struct Bound {
     /// The resource's port this endpoint forwards to.
     pub destination_port: u16,
     pub addr: SocketAddr,
+    /// `tcp://ADDR` or, for an HTTP endpoint, `http://ADDR`.
+    pub url: String,
 }
 
 impl Manager {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A manager that never dials an address in `forbidden` (the operator's forbidden ranges),
+    /// whatever a destination's name resolves to.
+    pub fn with_forbidden_cidrs(forbidden: Vec<Cidr>) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                forbidden: Arc::new(forbidden),
+                ..Inner::default()
+            }),
+        }
     }
 
     /// Makes the running endpoints match `specs`: starts new ones, swaps changed ones in for new
@@ -71,7 +92,7 @@ impl Manager {
             .filter(|(k, r)| {
                 wanted
                     .get(*k)
-                    .is_none_or(|w| w.listen != r.spec.borrow().listen)
+                    .is_none_or(|w| w.listen != r.spec.borrow().spec.listen)
             })
             .map(|(k, _)| k.clone())
             .collect();
@@ -82,14 +103,14 @@ impl Manager {
         }
         for (key, spec) in wanted {
             if let Some(r) = running.get(&key) {
-                if **r.spec.borrow() != spec {
+                if r.spec.borrow().spec != spec {
                     tracing::info!(
                         association = %spec.association_id,
                         resource_configuration = %spec.resource_configuration_id,
                         destination = %format!("{}:{}", spec.destination_host, spec.destination_port),
                         "resource endpoint updated: new connections use the new settings"
                     );
-                    r.spec.send_replace(Arc::new(spec));
+                    r.spec.send_replace(self.endpoint(spec));
                 }
                 continue;
             }
@@ -108,12 +129,13 @@ impl Manager {
             .lock()
             .values()
             .map(|r| {
-                let s = r.spec.borrow();
+                let s = &r.spec.borrow().spec;
                 Bound {
                     association_id: s.association_id.clone(),
                     resource_configuration_id: s.resource_configuration_id.clone(),
                     destination_port: s.destination_port,
                     addr: r.bound,
+                    url: s.url(r.bound),
                 }
             })
             .collect();
@@ -137,11 +159,62 @@ impl Manager {
         self.inner.metrics.render()
     }
 
+    /// Makes the targets registered in `registry` under resource configuration ARNs match
+    /// `specs`: registers new and changed ones (a change replaces the target, so new requests
+    /// use the new settings) and unregisters those no longer wanted.
+    pub fn apply_targets(&self, registry: &TargetRegistry, specs: Vec<TargetSpec>) {
+        let mut registered = self.inner.targets.lock().unwrap_or_else(|p| p.into_inner());
+        let wanted: HashMap<String, TargetSpec> =
+            specs.into_iter().map(|s| (s.arn.clone(), s)).collect();
+        registered.retain(|arn, _| {
+            let keep = wanted.contains_key(arn);
+            if !keep {
+                registry.unregister(arn);
+                tracing::info!(arn, "resource configuration target unregistered");
+            }
+            keep
+        });
+        for (arn, spec) in wanted {
+            if registered.get(&arn) == Some(&spec) {
+                continue;
+            }
+            let origin = Arc::new(Origin::new(
+                &spec.destination_host,
+                &spec.http,
+                spec.connect_timeout,
+                self.inner.resolver.clone(),
+                self.inner.forbidden.clone(),
+            ));
+            let counters = self.inner.metrics.of(&spec.resource_configuration_id);
+            registry.register(Arc::new(ResourceTarget::new(
+                spec.clone(),
+                origin,
+                counters,
+            )));
+            tracing::info!(arn = %arn, destination = %spec.destination_host, "resource configuration target registered");
+            registered.insert(arn, spec);
+        }
+    }
+
     /// Stops every endpoint (on shutdown).
     pub fn shutdown(&self) {
         for (_, r) in self.lock().drain() {
             stop(r);
         }
+    }
+
+    /// A spec with its client to the destination, when it is an HTTP endpoint.
+    fn endpoint(&self, spec: EndpointSpec) -> Arc<Endpoint> {
+        let origin = spec.http.as_ref().map(|http| {
+            Arc::new(Origin::new(
+                &spec.destination_host,
+                http,
+                spec.connect_timeout,
+                self.inner.resolver.clone(),
+                self.inner.forbidden.clone(),
+            ))
+        });
+        Arc::new(Endpoint { spec, origin })
     }
 
     fn start(&self, spec: EndpointSpec) -> Result<Running, String> {
@@ -162,21 +235,25 @@ impl Manager {
         tracing::info!(
             association = %spec.association_id,
             resource_configuration = %spec.resource_configuration_id,
-            endpoint = %EndpointSpec::url(bound),
+            endpoint = %spec.url(bound),
             destination = %format!("{}:{}", spec.destination_host, spec.destination_port),
             "resource endpoint listening"
         );
-        let (spec_tx, spec_rx) = watch::channel(Arc::new(spec));
+        let (spec_tx, spec_rx) = watch::channel(self.endpoint(spec));
         let (stop_tx, stop_rx) = watch::channel(false);
         let (kill_tx, kill_rx) = watch::channel(false);
         tokio::spawn(accept_loop(
             listener,
-            bound,
             spec_rx,
             stop_rx,
-            kill_rx,
-            self.inner.metrics.clone(),
-            self.inner.resolver.clone(),
+            Shared {
+                metrics: self.inner.metrics.clone(),
+                resolver: self.inner.resolver.clone(),
+                forbidden: self.inner.forbidden.clone(),
+                active: Arc::new(AtomicUsize::new(0)),
+                kill: kill_rx,
+                local: bound,
+            },
         ));
         Ok(Running {
             spec: spec_tx,
@@ -193,11 +270,11 @@ impl Manager {
 
 /// Stops accepting now and closes what is still open after the drain timeout.
 fn stop(r: Running) {
-    let spec = r.spec.borrow().clone();
+    let spec = r.spec.borrow().spec.clone();
     tracing::info!(
         association = %spec.association_id,
         resource_configuration = %spec.resource_configuration_id,
-        endpoint = %EndpointSpec::url(r.bound),
+        endpoint = %spec.url(r.bound),
         "resource endpoint closed"
     );
     let _ = r.stop.send(true);
@@ -232,33 +309,23 @@ fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     Err(last.unwrap_or_else(|| std::io::Error::other("no address to bind")))
 }
 
+/// Accepts until stopped; each connection gets the endpoint's spec as it is at that moment.
 async fn accept_loop(
     listener: TcpListener,
-    local: SocketAddr,
-    spec: watch::Receiver<Arc<EndpointSpec>>,
+    spec: watch::Receiver<Arc<Endpoint>>,
     mut stop: watch::Receiver<bool>,
-    kill: watch::Receiver<bool>,
-    metrics: Arc<Metrics>,
-    resolver: Arc<Resolver>,
+    shared: Shared,
 ) {
-    let active = Arc::new(AtomicUsize::new(0));
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
-                    let spec = spec.borrow().clone();
-                    let shared = Shared {
-                        metrics: metrics.clone(),
-                        resolver: resolver.clone(),
-                        active: active.clone(),
-                        kill: kill.clone(),
-                        local,
-                    };
-                    tokio::spawn(proxy::serve(stream, peer, spec, shared));
+                    let ep = spec.borrow().clone();
+                    tokio::spawn(proxy::serve(stream, peer, ep, shared.clone()));
                 }
                 Err(e) => {
                     // Out of file descriptors and the like: back off instead of spinning.
-                    tracing::warn!(endpoint = %local, "accept failed: {e}");
+                    tracing::warn!(endpoint = %shared.local, "accept failed: {e}");
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }
             },
@@ -328,6 +395,7 @@ mod tests {
             connect_timeout: Duration::from_secs(2),
             idle_timeout: Duration::from_secs(30),
             drain_timeout: Duration::from_millis(300),
+            http: None,
         }
     }
 

@@ -1,27 +1,39 @@
-//! One proxied connection: allow-list, limit, connect, copy both ways, close, log.
+//! One accepted connection: allow-list, limit, then either TCP (connect, copy both ways,
+//! close, log) or, on an HTTP endpoint, HTTP requests forwarded one by one ([`crate::http`]).
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use serde_json::json;
+use serde_json::{json, Map, Value};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 
 use crate::dns::Resolver;
 use crate::metrics::{Counters, Metrics};
-use crate::EndpointSpec;
+use crate::origin::Origin;
+use crate::{Cidr, EndpointSpec};
 
 /// Per direction and connection: large enough for bulk transfers, small enough for thousands
 /// of idle database connections.
 const BUFFER: usize = 32 * 1024;
 
+/// A running endpoint's settings and, for an HTTP endpoint, its pooled client to the
+/// destination. Replaced as a whole when the spec changes.
+pub(crate) struct Endpoint {
+    pub spec: EndpointSpec,
+    pub origin: Option<Arc<Origin>>,
+}
+
 /// What a connection shares with its endpoint.
+#[derive(Clone)]
 pub(crate) struct Shared {
     pub metrics: Arc<Metrics>,
     pub resolver: Arc<Resolver>,
+    /// Destination addresses that are never dialed.
+    pub forbidden: Arc<Vec<Cidr>>,
     /// Open connections of this endpoint, for the limit.
     pub active: Arc<AtomicUsize>,
     /// Turns true when the endpoint is deleted and its drain time is over.
@@ -39,27 +51,22 @@ impl Drop for ActiveGuard {
     }
 }
 
-pub(crate) async fn serve(client: TcpStream, peer: SocketAddr, spec: Arc<EndpointSpec>, s: Shared) {
+pub(crate) async fn serve(client: TcpStream, peer: SocketAddr, ep: Arc<Endpoint>, s: Shared) {
     let start = Instant::now();
+    let spec = &ep.spec;
     let counters = s.metrics.of(&spec.resource_configuration_id);
+    let identity = identity(spec, peer, s.local);
     let log = |destination: Option<SocketAddr>, up: u64, down: u64, reason: &str| {
-        let line = json!({
-            "type": "resource_access",
-            "time": now_rfc3339(),
-            "source": peer.to_string(),
-            "endpoint": s.local.to_string(),
-            "serviceNetworkId": spec.service_network_id,
-            "serviceNetworkResourceAssociationId": spec.association_id,
-            "resourceConfigurationId": spec.resource_configuration_id,
-            "resourceConfigurationArn": spec.resource_configuration_arn,
-            "destination": format!("{}:{}", spec.destination_host, spec.destination_port),
-            "destinationAddress": destination.map(|d| d.to_string()),
-            "bytesToDestination": up,
-            "bytesFromDestination": down,
-            "durationMs": start.elapsed().as_millis() as u64,
-            "closeReason": reason,
-        });
-        tracing::info!(target: "trellis::resource_access", "{line}");
+        log_access(
+            &identity,
+            json!({
+                "destinationAddress": destination.map(|d| d.to_string()),
+                "bytesToDestination": up,
+                "bytesFromDestination": down,
+                "durationMs": start.elapsed().as_millis() as u64,
+                "closeReason": reason,
+            }),
+        );
     };
 
     if let Some(cidrs) = &spec.allowed_cidrs {
@@ -78,10 +85,15 @@ pub(crate) async fn serve(client: TcpStream, peer: SocketAddr, spec: Arc<Endpoin
         return;
     }
     counters.connections.fetch_add(1, Relaxed);
+    if let Some(origin) = &ep.origin {
+        let identity = Arc::new(identity.clone());
+        crate::http::serve(client, spec, origin.clone(), identity, s.kill, counters).await;
+        return;
+    }
 
     let connect = s
         .resolver
-        .connect(&spec.destination_host, spec.destination_port);
+        .connect(&spec.destination_host, spec.destination_port, &s.forbidden);
     let (upstream, dest) = match tokio::time::timeout(spec.connect_timeout, connect).await {
         Ok(Ok(c)) => c,
         Ok(Err(e)) => {
@@ -99,8 +111,42 @@ pub(crate) async fn serve(client: TcpStream, peer: SocketAddr, spec: Arc<Endpoin
     let _ = upstream.set_nodelay(true);
     let up = AtomicU64::new(0);
     let down = AtomicU64::new(0);
-    let reason = pump(client, upstream, &spec, s.kill, &counters, &up, &down).await;
+    let reason = pump(client, upstream, spec, s.kill, &counters, &up, &down).await;
     log(Some(dest), up.load(Relaxed), down.load(Relaxed), &reason);
+}
+
+/// The fields that say which endpoint and client an access-log line is about.
+pub(crate) fn identity(
+    spec: &EndpointSpec,
+    peer: SocketAddr,
+    local: SocketAddr,
+) -> Map<String, Value> {
+    let v = json!({
+        "source": peer.to_string(),
+        "endpoint": local.to_string(),
+        "serviceNetworkId": spec.service_network_id,
+        "serviceNetworkResourceAssociationId": spec.association_id,
+        "resourceConfigurationId": spec.resource_configuration_id,
+        "resourceConfigurationArn": spec.resource_configuration_arn,
+        "destination": format!("{}:{}", spec.destination_host, spec.destination_port),
+    });
+    match v {
+        Value::Object(m) => m,
+        _ => Map::new(),
+    }
+}
+
+/// Writes one JSON access-log line: type and time, `identity`, then `fields`.
+pub(crate) fn log_access(identity: &Map<String, Value>, fields: Value) {
+    let mut line = Map::new();
+    line.insert("type".into(), "resource_access".into());
+    line.insert("time".into(), now_rfc3339().into());
+    line.extend(identity.iter().map(|(k, v)| (k.clone(), v.clone())));
+    if let Value::Object(f) = fields {
+        line.extend(f);
+    }
+    let line = Value::Object(line);
+    tracing::info!(target: "trellis::resource_access", "{line}");
 }
 
 /// Copies both ways until both sides have closed, one fails, the connection idles out or the

@@ -1,54 +1,96 @@
 //! Service-network resource associations: a resource configuration made reachable from a
 //! service network. Each association of a SINGLE configuration (or of each CHILD of a GROUP)
-//! gets a TCP endpoint per port on a loopback address of its own, run by the
-//! `trellis-resource-gateway` crate and reported in the Trellis field `endpoints`
-//! (`[{"host","port","url"}]`) beside the AWS fields of `GetServiceNetworkResourceAssociation`
-//! and `ListServiceNetworkResourceAssociations`.
+//! gets an endpoint per port on a loopback address of its own (TCP, or HTTP originating TLS
+//! with `trellis:protocol` = `HTTPS`), run by the `trellis-resource-gateway` crate and reported
+//! in the Trellis field `endpoints` (`[{"host","port","url"}]`) beside the AWS fields of
+//! `GetServiceNetworkResourceAssociation` and `ListServiceNetworkResourceAssociations`. Each
+//! associated SINGLE or CHILD configuration is also registered in the Target registry under
+//! its ARN, so event rules and workflows can call it.
 //!
 //! Trellis settings, as `trellis:` tags on the resource configuration (a GROUP's apply to its
-//! children, a CHILD's override its group's) or on the association (overriding both):
-//! `trellis:allowed-cidrs` (client CIDR blocks, comma-separated; all clients when unset),
-//! `trellis:max-connections`, `trellis:connect-timeout-ms`, `trellis:idle-timeout-ms`,
-//! `trellis:drain-timeout-ms`.
+//! children, a CHILD's override its group's) or on the association (overriding both, for its
+//! endpoints): `trellis:allowed-cidrs` (client CIDR blocks, comma-separated; all clients when
+//! unset), `trellis:max-connections`, `trellis:connect-timeout-ms`, `trellis:idle-timeout-ms`,
+//! `trellis:drain-timeout-ms`, `trellis:protocol` (`TCP`, `HTTPS`, `HTTP`),
+//! `trellis:tls-server-name`, `trellis:ca-certificate`, `trellis:response-timeout-ms`.
 
 use std::collections::HashSet;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::sync::OnceLock;
+use std::path::PathBuf;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use serde_json::{json, Map, Value};
 use trellis_core::id::new_id;
+use trellis_core::target::TargetRegistry;
 use trellis_core::ApiError;
-use trellis_resource_gateway::{Cidr, EndpointSpec, Manager};
+use trellis_resource_gateway::{
+    Cidr, EndpointSpec, HttpSettings, Manager, TargetSpec, TlsSettings,
+};
 
 use super::resource_configuration::{destination, effective_ports};
 use super::{kind, now, ordered, paginate, project, s, set_tags, Ctx, State};
 
 pub const TYPE: &str = "SERVICE_NETWORK_RESOURCE_ASSOCIATION";
 
-/// This process's endpoints, once [`start`]ed (`trellis serve`); `trellis validate` never
-/// starts it, so it binds nothing.
-static MANAGER: OnceLock<Manager> = OnceLock::new();
+/// This process's endpoints and targets, once [`start`]ed (`trellis serve`); `trellis
+/// validate` never starts it, so it binds nothing.
+static RUNTIME: OnceLock<Runtime> = OnceLock::new();
 
-/// Starts the endpoint manager and brings up the endpoints of `state`.
-pub fn start(state: &State) -> Manager {
-    let m = MANAGER.get_or_init(Manager::new).clone();
-    m.apply(endpoint_specs(state));
-    m
+struct Runtime {
+    manager: Manager,
+    options: Options,
 }
 
-/// Hands the endpoints of `state` to the manager, if it runs. Called after every Lattice write.
+/// What `trellis serve` hands the resource gateway.
+#[derive(Default)]
+pub struct Options {
+    /// Where associated resource configurations register as targets.
+    pub targets: Option<Arc<TargetRegistry>>,
+    /// Where a relative `trellis:ca-certificate` is read from (`<data-dir>/certificates`).
+    pub certificates: PathBuf,
+    /// `--resource-forbidden-cidrs`: no definition may name an address in them, and no
+    /// endpoint or target dials one, whatever a DNS name resolves to.
+    pub forbidden_cidrs: Vec<Cidr>,
+}
+
+/// Starts the endpoint manager and brings up the endpoints and targets of `state`.
+pub fn start(state: &State, options: Options) -> Manager {
+    let rt = RUNTIME.get_or_init(|| Runtime {
+        manager: Manager::with_forbidden_cidrs(options.forbidden_cidrs.clone()),
+        options,
+    });
+    apply(rt, state);
+    rt.manager.clone()
+}
+
+/// Hands the endpoints and targets of `state` to the manager, if it runs. Called after every
+/// Lattice write.
 pub fn publish(state: &State) {
-    if let Some(m) = MANAGER.get() {
-        m.apply(endpoint_specs(state));
+    if let Some(rt) = RUNTIME.get() {
+        apply(rt, state);
     }
+}
+
+fn apply(rt: &Runtime, state: &State) {
+    rt.manager.apply(endpoint_specs(state));
+    if let Some(targets) = &rt.options.targets {
+        rt.manager.apply_targets(targets, target_specs(state));
+    }
+}
+
+/// The operator's forbidden destination ranges (none until [`start`]).
+pub fn forbidden_cidrs() -> &'static [Cidr] {
+    RUNTIME
+        .get()
+        .map_or(&[][..], |rt| rt.options.forbidden_cidrs.as_slice())
 }
 
 /// The endpoints' counters in the Prometheus text format (empty until [`start`]).
 pub fn render_metrics() -> String {
-    MANAGER
+    RUNTIME
         .get()
-        .map(Manager::render_metrics)
+        .map(|rt| rt.manager.render_metrics())
         .unwrap_or_default()
 }
 
@@ -241,28 +283,32 @@ pub fn list_endpoint_associations(state: &State, input: &Value) -> Result<Value,
 
 /// An association's endpoints: as bound when the manager runs, else as planned.
 fn endpoints(state: &State, association_id: &str) -> Value {
-    let list: Vec<(String, SocketAddr)> = match MANAGER.get() {
-        Some(m) => m
+    let list: Vec<(String, SocketAddr, String)> = match RUNTIME.get() {
+        Some(rt) => rt
+            .manager
             .bound()
             .into_iter()
             .filter(|b| b.association_id == association_id)
-            .map(|b| (b.resource_configuration_id, b.addr))
+            .map(|b| (b.resource_configuration_id, b.addr, b.url))
             .collect(),
         None => endpoint_specs(state)
             .into_iter()
             .filter(|s| s.association_id == association_id)
-            .map(|s| (s.resource_configuration_id, s.listen))
+            .map(|s| {
+                let url = s.url(s.listen);
+                (s.resource_configuration_id, s.listen, url)
+            })
             .collect(),
     };
     list.into_iter()
-        .map(|(rc, addr)| {
+        .map(|(rc, addr, url)| {
             let name = state
                 .get(kind::RESOURCE_CONFIGURATION, &rc)
                 .map_or(Value::Null, |r| r["name"].clone());
             json!({
                 "host": addr.ip().to_string(),
                 "port": addr.port(),
-                "url": EndpointSpec::url(addr),
+                "url": url,
                 "resourceConfigurationId": rc,
                 "resourceConfigurationName": name,
             })
@@ -281,8 +327,99 @@ pub fn endpoint_specs(state: &State) -> Vec<EndpointSpec> {
         .filter_map(|d| d.parse::<Ipv4Addr>().ok())
         .collect();
     let mut specs = Vec::new();
+    for Exposed {
+        association: a,
+        configuration: rc,
+        member: m,
+        destination: dest,
+    } in exposed(state)
+    {
+        let (aid, sn, mid) = (
+            str_of(&a["id"]),
+            str_of(&a["serviceNetworkId"]),
+            str_of(&m["id"]),
+        );
+        let tags = tags_of(state, [&rc["arn"], &m["arn"], &a["arn"]]);
+        let settings = Settings::from_tags(&tags, aid);
+        let host =
+            trellis_resource_gateway::pick_host(&format!("{aid}/{mid}"), |h| taken.contains(&h));
+        taken.insert(host);
+        let http = settings.http(&dest, false);
+        let ports = effective_ports(state, m)
+            .into_iter()
+            .flat_map(|(lo, hi)| lo..=hi)
+            .take(trellis_resource_gateway::MAX_PORTS_PER_RESOURCE);
+        for port in ports {
+            specs.push(EndpointSpec {
+                association_id: aid.to_string(),
+                service_network_id: sn.to_string(),
+                resource_configuration_id: mid.to_string(),
+                resource_configuration_arn: str_of(&m["arn"]).to_string(),
+                listen: SocketAddr::new(IpAddr::V4(host), port),
+                destination_host: dest.clone(),
+                destination_port: port,
+                allowed_cidrs: settings.allowed_cidrs.clone(),
+                max_connections: settings.max_connections,
+                connect_timeout: settings.connect_timeout,
+                idle_timeout: settings.idle_timeout,
+                drain_timeout: settings.drain_timeout,
+                http: http.clone(),
+            });
+        }
+    }
+    specs
+}
+
+/// Every associated SINGLE configuration or CHILD of an associated GROUP with a DNS or IP
+/// destination, as a target: TLS to the destination (its own and its group's tags, not the
+/// associations'), plain HTTP with `trellis:protocol` = `HTTP`.
+pub fn target_specs(state: &State) -> Vec<TargetSpec> {
+    let mut seen = HashSet::new();
+    let mut specs = Vec::new();
+    for Exposed {
+        configuration: rc,
+        member: m,
+        destination: dest,
+        ..
+    } in exposed(state)
+    {
+        let arn = str_of(&m["arn"]);
+        if arn.is_empty() || !seen.insert(arn) {
+            continue;
+        }
+        let tags = tags_of(state, [&rc["arn"], &m["arn"]]);
+        let settings = Settings::from_tags(&tags, arn);
+        let Some(http) = settings.http(&dest, true) else {
+            continue;
+        };
+        specs.push(TargetSpec {
+            arn: arn.to_string(),
+            resource_configuration_id: str_of(&m["id"]).to_string(),
+            destination_host: dest,
+            ports: effective_ports(state, m),
+            http,
+            connect_timeout: settings.connect_timeout,
+        });
+    }
+    specs
+}
+
+/// One resource reachable through one association.
+struct Exposed<'a> {
+    association: &'a Value,
+    /// The associated configuration: the SINGLE itself, or the GROUP.
+    configuration: &'a Value,
+    /// The SINGLE, or one CHILD of the GROUP.
+    member: &'a Value,
+    destination: String,
+}
+
+/// Per association of a live service network, its SINGLE configuration or each CHILD of its
+/// GROUP that has a DNS or IP destination.
+fn exposed(state: &State) -> Vec<Exposed<'_>> {
+    let mut out = Vec::new();
     for a in ordered(state, kind::SN_RESOURCE_ASSOC) {
-        let (Some(aid), Some(sn)) = (a["id"].as_str(), a["serviceNetworkId"].as_str()) else {
+        let (Some(_), Some(sn)) = (a["id"].as_str(), a["serviceNetworkId"].as_str()) else {
             continue;
         };
         if state.get(kind::SERVICE_NETWORK, sn).is_none() {
@@ -303,45 +440,39 @@ pub fn endpoint_specs(state: &State) -> Vec<EndpointSpec> {
             _ => Vec::new(),
         };
         for m in members {
-            let (Some(dest), Some(mid)) = (destination(m), m["id"].as_str()) else {
-                continue;
-            };
-            let mut tags = Map::new();
-            for arn in [&rc["arn"], &m["arn"], &a["arn"]] {
-                if let Some(Value::Object(t)) =
-                    arn.as_str().and_then(|arn| state.get(kind::TAGS, arn))
-                {
-                    tags.extend(t.clone());
-                }
-            }
-            let settings = Settings::from_tags(&tags, aid);
-            let host = trellis_resource_gateway::pick_host(&format!("{aid}/{mid}"), |h| {
-                taken.contains(&h)
-            });
-            taken.insert(host);
-            let ports = effective_ports(state, m)
-                .into_iter()
-                .flat_map(|(lo, hi)| lo..=hi)
-                .take(trellis_resource_gateway::MAX_PORTS_PER_RESOURCE);
-            for port in ports {
-                specs.push(EndpointSpec {
-                    association_id: aid.to_string(),
-                    service_network_id: sn.to_string(),
-                    resource_configuration_id: mid.to_string(),
-                    resource_configuration_arn: m["arn"].as_str().unwrap_or_default().to_string(),
-                    listen: SocketAddr::new(IpAddr::V4(host), port),
-                    destination_host: dest.clone(),
-                    destination_port: port,
-                    allowed_cidrs: settings.allowed_cidrs.clone(),
-                    max_connections: settings.max_connections,
-                    connect_timeout: settings.connect_timeout,
-                    idle_timeout: settings.idle_timeout,
-                    drain_timeout: settings.drain_timeout,
+            if let (Some(destination), Some(_)) = (destination(m), m["id"].as_str()) {
+                out.push(Exposed {
+                    association: a,
+                    configuration: rc,
+                    member: m,
+                    destination,
                 });
             }
         }
     }
-    specs
+    out
+}
+
+/// The tags of `arns`, later ones overriding earlier ones.
+fn tags_of<'a>(state: &State, arns: impl IntoIterator<Item = &'a Value>) -> Map<String, Value> {
+    let mut tags = Map::new();
+    for arn in arns {
+        if let Some(Value::Object(t)) = arn.as_str().and_then(|arn| state.get(kind::TAGS, arn)) {
+            tags.extend(t.clone());
+        }
+    }
+    tags
+}
+
+fn str_of(v: &Value) -> &str {
+    v.as_str().unwrap_or_default()
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Protocol {
+    Tcp,
+    Http,
+    Https,
 }
 
 struct Settings {
@@ -350,11 +481,20 @@ struct Settings {
     connect_timeout: Duration,
     idle_timeout: Duration,
     drain_timeout: Duration,
+    protocol: Protocol,
+    tls_server_name: Option<String>,
+    ca_file: Option<PathBuf>,
+    response_timeout: Duration,
 }
 
 impl Settings {
-    fn from_tags(tags: &Map<String, Value>, association: &str) -> Self {
-        let text = |k: &str| tags.get(k).and_then(Value::as_str).map(str::trim);
+    fn from_tags(tags: &Map<String, Value>, owner: &str) -> Self {
+        let text = |k: &str| {
+            tags.get(k)
+                .and_then(Value::as_str)
+                .map(str::trim)
+                .filter(|v| !v.is_empty())
+        };
         let ms = |k: &str, default: Duration| {
             text(k)
                 .and_then(|v| v.parse::<u64>().ok())
@@ -363,12 +503,32 @@ impl Settings {
         let allowed_cidrs = text("trellis:allowed-cidrs").map(|v| {
             Cidr::parse_list(v).unwrap_or_else(|e| {
                 // Fail closed: a mistyped allow-list lets nobody in rather than everybody.
-                tracing::warn!(
-                    association,
-                    "trellis:allowed-cidrs: {e}; denying every client"
-                );
+                tracing::warn!(owner, "trellis:allowed-cidrs: {e}; denying every client");
                 Vec::new()
             })
+        });
+        let protocol = match text("trellis:protocol")
+            .map(str::to_ascii_uppercase)
+            .as_deref()
+        {
+            None | Some("TCP") => Protocol::Tcp,
+            Some("HTTPS") => Protocol::Https,
+            Some("HTTP") => Protocol::Http,
+            Some(other) => {
+                tracing::warn!(
+                    owner,
+                    "trellis:protocol {other:?} is not TCP, HTTPS or HTTP; using TCP"
+                );
+                Protocol::Tcp
+            }
+        };
+        let ca_file = text("trellis:ca-certificate").map(|name| {
+            let path = PathBuf::from(name);
+            if path.is_absolute() {
+                path
+            } else {
+                certificates_dir().join(path)
+            }
         });
         Self {
             allowed_cidrs,
@@ -385,8 +545,45 @@ impl Settings {
                 "trellis:drain-timeout-ms",
                 trellis_resource_gateway::DEFAULT_DRAIN_TIMEOUT,
             ),
+            protocol,
+            tls_server_name: text("trellis:tls-server-name").map(str::to_string),
+            ca_file,
+            response_timeout: ms(
+                "trellis:response-timeout-ms",
+                trellis_resource_gateway::DEFAULT_RESPONSE_TIMEOUT,
+            ),
         }
     }
+
+    /// How HTTP reaches `destination`: `None` for a TCP endpoint. A target always speaks HTTP,
+    /// over TLS unless the protocol is `HTTP`.
+    fn http(&self, destination: &str, target: bool) -> Option<HttpSettings> {
+        let tls = match self.protocol {
+            Protocol::Https => true,
+            Protocol::Http => false,
+            Protocol::Tcp if target => true,
+            Protocol::Tcp => return None,
+        };
+        let name = self
+            .tls_server_name
+            .clone()
+            .unwrap_or_else(|| destination.trim_end_matches('.').to_string());
+        Some(HttpSettings {
+            host: name.clone(),
+            tls: tls.then(|| TlsSettings {
+                server_name: name,
+                ca_file: self.ca_file.clone(),
+            }),
+            response_timeout: self.response_timeout,
+        })
+    }
+}
+
+fn certificates_dir() -> PathBuf {
+    RUNTIME.get().map_or_else(
+        || PathBuf::from(".trellis/certificates"),
+        |rt| rt.options.certificates.clone(),
+    )
 }
 
 #[cfg(test)]
@@ -475,6 +672,63 @@ mod tests {
         assert!(endpoint_specs(&st)
             .iter()
             .all(|s| s.allowed_cidrs.as_deref() == Some(&[][..])));
+    }
+
+    #[test]
+    fn https_tags_make_http_endpoints_and_members_register_as_targets() {
+        // Untagged: TCP endpoints (TLS passes through), but targets still originate TLS.
+        let st = state();
+        assert!(endpoint_specs(&st).iter().all(|s| s.http.is_none()));
+        let targets = target_specs(&st);
+        assert_eq!(targets.len(), 2, "one per CHILD");
+        assert_eq!(targets[0].arn, "arn:rcfg-a");
+        assert_eq!(targets[0].ports, vec![(5432, 5432), (6000, 6001)]);
+        assert!(targets.iter().all(|t| t.http.tls.is_some()));
+
+        let mut st = state();
+        st.put(
+            kind::TAGS,
+            "arn:g",
+            json!({"trellis:protocol": "https", "trellis:ca-certificate": "/etc/trellis/ca.pem"}),
+        );
+        st.put(
+            kind::TAGS,
+            "arn:rcfg-b",
+            json!({"trellis:tls-server-name": "b.internal", "trellis:response-timeout-ms": "250"}),
+        );
+        let specs = endpoint_specs(&st);
+        assert!(specs.iter().all(|s| s.url(s.listen).starts_with("http://")));
+        let b = specs
+            .iter()
+            .find(|s| s.resource_configuration_id == "rcfg-b")
+            .and_then(|s| s.http.clone())
+            .unwrap();
+        assert_eq!(b.host, "b.internal");
+        assert_eq!(b.response_timeout, Duration::from_millis(250));
+        let tls = b.tls.unwrap();
+        assert_eq!(tls.server_name, "b.internal");
+        assert_eq!(tls.ca_file, Some(PathBuf::from("/etc/trellis/ca.pem")));
+        let a = specs
+            .iter()
+            .find(|s| s.resource_configuration_id == "rcfg-a")
+            .and_then(|s| s.http.clone())
+            .unwrap();
+        assert_eq!(
+            a.tls.unwrap().server_name,
+            "10.0.0.1",
+            "an IP resource verifies its IP"
+        );
+
+        // Plain HTTP, for the endpoints and the targets.
+        st.put(kind::TAGS, "arn:g", json!({"trellis:protocol": "HTTP"}));
+        assert!(endpoint_specs(&st)
+            .iter()
+            .all(|s| s.http.as_ref().is_some_and(|h| h.tls.is_none())));
+        assert!(target_specs(&st).iter().all(|t| t.http.tls.is_none()));
+
+        // No association, no target.
+        st.remove(kind::SN_RESOURCE_ASSOC, "snra-1");
+        assert!(target_specs(&st).is_empty());
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! Resource configurations: a private resource (by DNS name or IP address, or an AWS ARN) and
 //! the TCP ports it is reached on, behind a resource gateway. SINGLE is one resource; a GROUP
 //! holds the gateway and ports for its CHILD members, each one resource; ARN names a resource
-//! by ARN (kept, not reachable through Trellis endpoints).
+//! by ARN (kept, not reachable through Trellis endpoints). An IP address in the operator's
+//! forbidden ranges (`--resource-forbidden-cidrs`) is refused.
 
 use serde_json::{json, Value};
 use trellis_core::id::new_id;
@@ -308,10 +309,17 @@ fn check_definition(ty: &str, def: Option<&Value>) -> Result<(), ApiError> {
             }
             if let Some(ip) = d.get("ipResource") {
                 let text = ip["ipAddress"].as_str().unwrap_or_default();
-                if text.parse::<std::net::IpAddr>().is_err() {
+                let Ok(addr) = text.parse::<std::net::IpAddr>() else {
                     return Err(ApiError::invalid_field(
                         format!("{FIELD}.ipResource.ipAddress"),
                         format!("{text:?} is not an IPv4 or IPv6 address"),
+                    ));
+                };
+                let forbidden = super::resource_association::forbidden_cidrs();
+                if let Some(range) = forbidden.iter().find(|c| c.contains(addr)) {
+                    return Err(ApiError::invalid_field(
+                        format!("{FIELD}.ipResource.ipAddress"),
+                        format!("{text} is in the forbidden range {range} of this Trellis"),
                     ));
                 }
                 return Ok(());
