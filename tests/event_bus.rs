@@ -3,7 +3,8 @@
 //! schedules, and delivery of accepted events across `kill -9`.
 //!
 //! The observable target is an API destination (`CreateConnection` + `CreateApiDestination`)
-//! pointing at a recording HTTP server in the test.
+//! pointing at a recording HTTP (or HTTPS, with a test CA) server in the test, or a Lattice
+//! service whose target group is that server.
 
 mod common;
 
@@ -31,6 +32,7 @@ fn events(t: &Trellis) -> aws_sdk_eventbridge::Client {
 struct Hit {
     path: String,
     api_key: Option<String>,
+    headers: http::HeaderMap,
     body: String,
 }
 
@@ -46,7 +48,18 @@ impl Recorder {
     }
 
     async fn start_on(addr: SocketAddr) -> Recorder {
-        let listener = TcpListener::bind(addr).await.unwrap();
+        Self::serve(TcpListener::bind(addr).await.unwrap(), None)
+    }
+
+    /// A recorder speaking HTTPS with `acceptor`'s certificate.
+    async fn start_tls(acceptor: tokio_rustls::TlsAcceptor) -> Recorder {
+        Self::serve(
+            TcpListener::bind("127.0.0.1:0").await.unwrap(),
+            Some(acceptor),
+        )
+    }
+
+    fn serve(listener: TcpListener, tls: Option<tokio_rustls::TlsAcceptor>) -> Recorder {
         let addr = listener.local_addr().unwrap();
         let hits: Arc<Mutex<Vec<Hit>>> = Arc::default();
         let h = hits.clone();
@@ -56,13 +69,14 @@ impl Recorder {
                     continue;
                 };
                 let h = h.clone();
+                let tls = tls.clone();
                 tokio::spawn(async move {
                     let svc = service_fn(move |req: http::Request<hyper::body::Incoming>| {
                         let h = h.clone();
                         async move {
                             let path = req.uri().to_string();
-                            let api_key = req
-                                .headers()
+                            let headers = req.headers().clone();
+                            let api_key = headers
                                 .get("x-api-key")
                                 .and_then(|v| v.to_str().ok())
                                 .map(str::to_string);
@@ -70,6 +84,7 @@ impl Recorder {
                             h.lock().unwrap().push(Hit {
                                 path: path.clone(),
                                 api_key,
+                                headers,
                                 body: String::from_utf8_lossy(&body).into_owned(),
                             });
                             let status = path
@@ -83,9 +98,17 @@ impl Recorder {
                             Ok::<_, std::convert::Infallible>(resp)
                         }
                     });
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), svc)
-                        .await;
+                    let http1 = hyper::server::conn::http1::Builder::new();
+                    match tls {
+                        None => {
+                            let _ = http1.serve_connection(TokioIo::new(stream), svc).await;
+                        }
+                        Some(acceptor) => {
+                            if let Ok(stream) = acceptor.accept(stream).await {
+                                let _ = http1.serve_connection(TokioIo::new(stream), svc).await;
+                            }
+                        }
+                    }
                 });
             }
         });
@@ -990,4 +1013,297 @@ async fn events_and_workflows_reach_each_other_through_the_target_registry() {
     assert_eq!(got["source"], "workflow");
     assert_eq!(got["detail-type"], "done");
     assert_eq!(got["detail"], json!({"x": 7}));
+}
+
+/// A rule on the default bus sending `source` events to `targets`.
+async fn rule_to(c: &aws_sdk_eventbridge::Client, name: &str, source: &str, targets: Vec<Target>) {
+    c.put_rule()
+        .name(name)
+        .event_pattern(json!({ "source": [source] }).to_string())
+        .send()
+        .await
+        .unwrap();
+    c.put_targets()
+        .rule(name)
+        .set_targets(Some(targets))
+        .send()
+        .await
+        .unwrap();
+}
+
+/// A bus `name` whose dead letters (as `trellis.events` events) go to `sink`.
+async fn dead_letter_bus(c: &aws_sdk_eventbridge::Client, name: &str, sink: &str) -> String {
+    let arn = c
+        .create_event_bus()
+        .name(name)
+        .send()
+        .await
+        .unwrap()
+        .event_bus_arn()
+        .unwrap()
+        .to_string();
+    c.put_rule()
+        .name("dead-letters")
+        .event_bus_name(name)
+        .event_pattern(r#"{"source":["trellis.events"]}"#)
+        .send()
+        .await
+        .unwrap();
+    c.put_targets()
+        .rule("dead-letters")
+        .event_bus_name(name)
+        .targets(Target::builder().id("sink").arn(sink).build().unwrap())
+        .send()
+        .await
+        .unwrap();
+    arn
+}
+
+/// A target with `MaximumRetryAttempts` and a dead-letter bus.
+fn target_with_dead_letters(id: &str, arn: &str, retries: i32, dlq: &str) -> Target {
+    Target::builder()
+        .id(id)
+        .arn(arn)
+        .retry_policy(
+            RetryPolicy::builder()
+                .maximum_retry_attempts(retries)
+                .build(),
+        )
+        .dead_letter_config(DeadLetterConfig::builder().arn(dlq).build())
+        .build()
+        .unwrap()
+}
+
+/// A TLS acceptor serving `cert` (DER) with `key`.
+fn tls_acceptor(cert: &rcgen::Certificate, key: &rcgen::KeyPair) -> tokio_rustls::TlsAcceptor {
+    let key = rustls_pki_types::PrivateKeyDer::try_from(key.serialize_der()).unwrap();
+    let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(vec![cert.der().clone()], key)
+    .unwrap();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    tokio_rustls::TlsAcceptor::from(Arc::new(config))
+}
+
+#[tokio::test]
+async fn https_api_destinations_verify_servers_against_the_extra_ca_file() {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+    let dir = tempfile::tempdir().unwrap();
+    // A private CA and a server certificate for `localhost` it signed.
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, "Trellis test CA");
+    let ca_key = KeyPair::generate().unwrap();
+    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
+    let ca_file = dir.path().join("ca.pem");
+    std::fs::write(&ca_file, ca_cert.pem()).unwrap();
+    let issuer = Issuer::new(ca_params, ca_key);
+    let mut leaf_params = CertificateParams::new(vec!["localhost".to_string()]).unwrap();
+    leaf_params
+        .distinguished_name
+        .push(DnType::CommonName, "localhost");
+    let leaf_key = KeyPair::generate().unwrap();
+    let leaf = leaf_params.signed_by(&leaf_key, &issuer).unwrap();
+    let trusted = Recorder::start_tls(tls_acceptor(&leaf, &leaf_key)).await;
+    // The same name, self-signed: no root the events client trusts vouches for it.
+    let impostor_cert = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    let impostor = Recorder::start_tls(tls_acceptor(
+        &impostor_cert.cert,
+        &impostor_cert.signing_key,
+    ))
+    .await;
+    let plain = Recorder::start().await;
+
+    let t = Trellis::start_with_env(
+        &dir.path().join("data"),
+        &[],
+        &[("TRELLIS_EXTRA_CA_FILE", ca_file.to_str().unwrap())],
+    );
+    let c = events(&t);
+    let secure = destination(
+        &c,
+        "secure",
+        &format!("https://localhost:{}/hook", trusted.addr.port()),
+    )
+    .await;
+    let forged = destination(
+        &c,
+        "forged",
+        &format!("https://localhost:{}/hook", impostor.addr.port()),
+    )
+    .await;
+    let sink = destination(&c, "sink", &plain.url("/dlq")).await;
+    let dlq = dead_letter_bus(&c, "dlq", &sink).await;
+    rule_to(
+        &c,
+        "tls",
+        "app",
+        vec![
+            Target::builder().id("secure").arn(&secure).build().unwrap(),
+            target_with_dead_letters("forged", &forged, 0, &dlq),
+        ],
+    )
+    .await;
+    let put = c
+        .put_events()
+        .entries(entry("default", "app", r#"{"n":1}"#))
+        .send()
+        .await
+        .unwrap();
+    let id = put.entries()[0].event_id().unwrap().to_string();
+
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            !trusted.hits().is_empty() && !plain.bodies("/dlq").is_empty()
+        })
+        .await,
+        "trusted: {:?}, dead letters: {:?}",
+        trusted.hits(),
+        plain.hits()
+    );
+    let hit = &trusted.hits()[0];
+    assert_eq!(hit.path, "/hook");
+    assert_eq!(hit.api_key.as_deref(), Some("sekret"));
+    let event: Value = serde_json::from_str(&hit.body).unwrap();
+    assert_eq!(event["id"], id.as_str());
+    // The impostor's handshake failed before any request: the event went to the dead letters.
+    assert!(impostor.hits().is_empty());
+    let msg = &plain.bodies("/dlq")[0]["detail"];
+    let attr = |k: &str| msg["MessageAttributes"][k]["StringValue"].clone();
+    assert_eq!(attr("TARGET_ARN"), forged.as_str());
+    assert_eq!(attr("ERROR_CODE"), "SDK_CLIENT_ERROR");
+    let error = attr("ERROR_MESSAGE").as_str().unwrap().to_ascii_lowercase();
+    assert!(error.contains("certificate"), "{error}");
+}
+
+#[tokio::test]
+async fn client_errors_of_api_destinations_are_not_retried() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = Trellis::start(dir.path(), &[]);
+    let c = events(&t);
+    let rec = Recorder::start().await;
+    let missing = destination(&c, "missing", &rec.url("/missing?status=404")).await;
+    let throttled = destination(&c, "throttled", &rec.url("/throttled?status=429")).await;
+    let sink = destination(&c, "sink", &rec.url("/dlq")).await;
+    let dlq = dead_letter_bus(&c, "dlq", &sink).await;
+    rule_to(
+        &c,
+        "r",
+        "app",
+        vec![
+            target_with_dead_letters("missing", &missing, 5, &dlq),
+            target_with_dead_letters("throttled", &throttled, 1, &dlq),
+        ],
+    )
+    .await;
+    c.put_events()
+        .entries(entry("default", "app", r#"{"n":1}"#))
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        eventually(Duration::from_secs(15), || async {
+            rec.bodies("/dlq").len() == 2
+        })
+        .await,
+        "hits: {:?}",
+        rec.hits()
+    );
+    // 404: one attempt, straight to the dead letters, no retry condition exhausted.
+    assert_eq!(rec.bodies("/missing").len(), 1);
+    // 429: retried.
+    assert_eq!(rec.bodies("/throttled").len(), 2);
+    let letters = rec.bodies("/dlq");
+    let of = |arn: &str| {
+        letters
+            .iter()
+            .map(|l| l["detail"]["MessageAttributes"].clone())
+            .find(|a| a["TARGET_ARN"]["StringValue"] == arn)
+            .unwrap()
+    };
+    let missing_attrs = of(&missing);
+    assert_eq!(missing_attrs["RETRY_ATTEMPTS"]["StringValue"], "0");
+    assert!(missing_attrs.get("EXHAUSTED_RETRY_CONDITION").is_none());
+    let throttled_attrs = of(&throttled);
+    assert_eq!(throttled_attrs["RETRY_ATTEMPTS"]["StringValue"], "1");
+    assert_eq!(
+        throttled_attrs["EXHAUSTED_RETRY_CONDITION"]["StringValue"],
+        "MaximumRetryAttempts"
+    );
+}
+
+#[tokio::test]
+async fn service_network_services_are_rule_targets_and_answer_for_their_host() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = Trellis::start(dir.path(), &[]);
+    let lattice = t.lattice();
+    let c = events(&t);
+    let upstream = Recorder::start().await;
+    let tg = target_group(&lattice, "orders-tg", &[upstream.addr]).await;
+    let (svc_id, dns, _) = service(&lattice, "orders", forward(&[(&tg, 1)])).await;
+    let svc_arn = lattice
+        .get_service()
+        .service_identifier(&svc_id)
+        .send()
+        .await
+        .unwrap()
+        .arn()
+        .unwrap()
+        .to_string();
+    // An API destination naming the service's host reaches it through the data plane.
+    let by_host = destination(&c, "by-host", &format!("http://{dns}/api/hook?x=1")).await;
+    rule_to(
+        &c,
+        "to-service",
+        "shop",
+        vec![
+            Target::builder().id("svc").arn(&svc_arn).build().unwrap(),
+            Target::builder().id("host").arn(&by_host).build().unwrap(),
+        ],
+    )
+    .await;
+    let put = c
+        .put_events()
+        .entries(entry("default", "shop", r#"{"order":42}"#))
+        .send()
+        .await
+        .unwrap();
+    let id = put.entries()[0].event_id().unwrap().to_string();
+
+    let delivered = |path: &'static str| {
+        upstream
+            .hits()
+            .into_iter()
+            .filter(move |h| h.path == path)
+            .collect::<Vec<_>>()
+    };
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            !delivered("/").is_empty() && !delivered("/api/hook?x=1").is_empty()
+        })
+        .await,
+        "upstream got: {:?}",
+        upstream.hits()
+    );
+    // The service ARN as rule target: the event POSTed to `/` of its HTTP listener, through
+    // the data plane (which adds the Lattice headers).
+    let by_arn = &delivered("/")[0];
+    let event: Value = serde_json::from_str(&by_arn.body).unwrap();
+    assert_eq!(event["id"], id.as_str());
+    assert_eq!(event["detail"]["order"], 42);
+    assert_eq!(by_arn.headers["content-type"], "application/json");
+    let lattice_target = by_arn.headers["x-amzn-lattice-target"].to_str().unwrap();
+    assert!(lattice_target.contains(&svc_arn), "{lattice_target}");
+    // The destination's request: its method, path and query, the connection's key.
+    let via_host = &delivered("/api/hook?x=1")[0];
+    assert_eq!(via_host.api_key.as_deref(), Some("sekret"));
+    let event: Value = serde_json::from_str(&via_host.body).unwrap();
+    assert_eq!(event["id"], id.as_str());
+    assert!(via_host.headers.contains_key("x-amzn-lattice-target"));
 }

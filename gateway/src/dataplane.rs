@@ -22,6 +22,7 @@ pub mod proxy;
 pub mod route;
 pub mod server;
 pub mod target_group;
+pub mod service_target;
 pub mod tls;
 pub mod upstream_tls;
 
@@ -42,6 +43,8 @@ pub struct DataPlane {
     /// The region in Lattice events.
     pub region: String,
 }
+    /// Services registered as targets (by ARN and host) on every publish.
+    pub service_targets: service_target::ServiceTargets,
 
 /// Pooled upstream clients. Each data-plane thread has its own (see [`Upstreams::with`]), so a
 /// request, its pooled connection and that connection's task stay on one thread.
@@ -100,6 +103,7 @@ impl DataPlane {
             runtimes: Arc::new(target_group::Runtimes::new(metrics.clone())),
             metrics,
             access_log,
+            service_targets: service_target::ServiceTargets::default(),
             cert_dir,
             targets: Arc::new(trellis_core::target::TargetRegistry::default()),
             region: "us-east-1".into(),
@@ -119,6 +123,7 @@ impl DataPlane {
 
     /// Compiles `state` and swaps the new route table in.
     pub fn publish(&self, state: &crate::lattice::State) {
+        self.service_targets.sync(state, &self.targets);
         let table =
             route::RouteTable::compile(state, &self.runtimes, &self.metrics, &self.cert_dir);
         self.routes.store(Arc::new(table));

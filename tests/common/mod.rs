@@ -51,6 +51,11 @@ pub struct Trellis {
 impl Trellis {
     /// Starts `trellis serve` on port 0 everywhere with `data_dir` and extra args.
     pub fn start(data_dir: &Path, extra: &[&str]) -> Trellis {
+        Self::start_with_env(data_dir, extra, &[])
+    }
+
+    /// [`Trellis::start`] with extra environment variables.
+    pub fn start_with_env(data_dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> Trellis {
         let mut child = Command::new(env!("CARGO_BIN_EXE_trellis"))
             .arg("serve")
             .args([
@@ -65,6 +70,7 @@ impl Trellis {
             .arg(data_dir)
             .args(extra)
             .env("TRELLIS_LOG", "warn")
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()

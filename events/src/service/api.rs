@@ -99,6 +99,7 @@ impl Inner {
             "ListRuleNamesByTarget" => self.list_rule_names_by_target(input),
             "TestEventPattern" => test_event_pattern(input),
             "CreateConnection" => self.create_connection(input).await,
+            "UpdateConnection" => self.update_connection(input).await,
             "DescribeConnection" => self.describe_named(KIND_CONNECTION, input, "Connection"),
             "ListConnections" => self.list_named(KIND_CONNECTION, input, "Connections"),
             "DeleteConnection" => {
@@ -106,6 +107,7 @@ impl Inner {
                     .await
             }
             "CreateApiDestination" => self.create_api_destination(input).await,
+            "UpdateApiDestination" => self.update_api_destination(input).await,
             "DescribeApiDestination" => {
                 self.describe_named(KIND_DESTINATION, input, "ApiDestination")
             }
@@ -544,6 +546,7 @@ impl Inner {
 
     async fn create_connection(&self, input: Value) -> Result<Value, ApiError> {
         let name = str_field(&input, "Name").unwrap_or_default().to_string();
+        validate_connectivity(&input)?;
         let _admin = self.admin.lock().await;
         if self.lock().connections.contains_key(&name) {
             return Err(error(
@@ -557,17 +560,134 @@ impl Inner {
             .arn("events", &format!("connection/{name}/{}", super::uuid()));
         let mut doc = input.clone();
         doc["ConnectionArn"] = json!(arn);
-        doc["ConnectionState"] = json!("AUTHORIZED");
         doc["CreationTime"] = now.clone();
-        doc["LastModifiedTime"] = now.clone();
-        doc["LastAuthorizedTime"] = now.clone();
-        self.commit(vec![Write::put(KIND_CONNECTION, &name, doc.clone())])
-            .await?;
-        self.lock().connections.insert(name, doc);
+        self.connectivity_associations(&mut doc, None);
+        self.save_connection(&name, &mut doc).await?;
         Ok(json!({
-            "ConnectionArn": arn, "ConnectionState": "AUTHORIZED",
+            "ConnectionArn": arn, "ConnectionState": doc["ConnectionState"],
             "CreationTime": now, "LastModifiedTime": now,
         }))
+    }
+
+    /// `UpdateConnection`: the given members replace the stored ones; within `AuthParameters`
+    /// each given group replaces its stored group, and a changed `AuthorizationType` drops the
+    /// other types' groups.
+    async fn update_connection(&self, input: Value) -> Result<Value, ApiError> {
+        let name = str_field(&input, "Name").unwrap_or_default().to_string();
+        validate_connectivity(&input)?;
+        let _admin = self.admin.lock().await;
+        let Some(old) = self.lock().connections.get(&name).cloned() else {
+            return Err(error(
+                "ResourceNotFoundException",
+                format!("Connection '{name}' does not exist."),
+            ));
+        };
+        let mut doc = old.clone();
+        for key in [
+            "AuthorizationType",
+            "Description",
+            "KmsKeyIdentifier",
+            "InvocationConnectivityParameters",
+        ] {
+            if let Some(v) = input.get(key).filter(|v| !v.is_null()) {
+                doc[key] = v.clone();
+            }
+        }
+        if let Some(Value::Object(auth)) = input.get("AuthParameters") {
+            let stored = doc["AuthParameters"].as_object_mut();
+            let mut merged = stored.map(std::mem::take).unwrap_or_default();
+            for (k, v) in auth {
+                match (merged.get_mut(k), v) {
+                    (Some(Value::Object(m)), Value::Object(n)) => {
+                        for (nk, nv) in n {
+                            m.insert(nk.clone(), nv.clone());
+                        }
+                    }
+                    _ => {
+                        merged.insert(k.clone(), v.clone());
+                    }
+                }
+            }
+            doc["AuthParameters"] = Value::Object(merged);
+        }
+        if doc["AuthorizationType"] != old["AuthorizationType"] {
+            let keep = match doc["AuthorizationType"].as_str() {
+                Some("API_KEY") => "ApiKeyAuthParameters",
+                Some("BASIC") => "BasicAuthParameters",
+                _ => "OAuthParameters",
+            };
+            let groups = [
+                "ApiKeyAuthParameters",
+                "BasicAuthParameters",
+                "OAuthParameters",
+            ];
+            if let Some(auth) = doc["AuthParameters"].as_object_mut() {
+                auth.retain(|k, _| k == keep || !groups.contains(&k.as_str()));
+            }
+        }
+        self.connectivity_associations(&mut doc, Some(&old));
+        self.save_connection(&name, &mut doc).await?;
+        Ok(json!({
+            "ConnectionArn": doc["ConnectionArn"], "ConnectionState": doc["ConnectionState"],
+            "CreationTime": doc["CreationTime"], "LastModifiedTime": doc["LastModifiedTime"],
+            "LastAuthorizedTime": doc["LastAuthorizedTime"],
+        }))
+    }
+
+    /// Gives each resource configuration of a connection (invocation and OAuth endpoint) the
+    /// `ResourceAssociationArn` that `DescribeConnection` returns: AWS associates the
+    /// configuration with a service network of EventBridge's; Trellis keeps the ARN stable
+    /// while the configuration stays the same.
+    fn connectivity_associations(&self, doc: &mut Value, old: Option<&Value>) {
+        let paths: [&[&str]; 2] = [
+            &["InvocationConnectivityParameters", "ResourceParameters"],
+            &[
+                "AuthParameters",
+                "ConnectivityParameters",
+                "ResourceParameters",
+            ],
+        ];
+        for path in paths {
+            let previous = old.map(|o| path.iter().fold(o, |v, k| &v[*k]));
+            let Some(params) = path.iter().try_fold(&mut *doc, |v, k| v.get_mut(*k)) else {
+                continue;
+            };
+            let same = previous
+                .filter(|p| p["ResourceConfigurationArn"] == params["ResourceConfigurationArn"]);
+            params["ResourceAssociationArn"] = match same {
+                Some(p) if p["ResourceAssociationArn"].is_string() => {
+                    p["ResourceAssociationArn"].clone()
+                }
+                _ => json!(self.arn.arn(
+                    "vpc-lattice",
+                    &format!(
+                        "servicenetworkresourceassociation/{}",
+                        trellis_core::id::new_id("snra")
+                    ),
+                )),
+            };
+        }
+    }
+
+    /// Stores a connection (state and times set here) and registers it as a target (its API
+    /// destinations reach it by ARN, so they see the change at once).
+    async fn save_connection(&self, name: &str, doc: &mut Value) -> Result<(), ApiError> {
+        let now = epoch_seconds(now_millis());
+        // A connection to a private endpoint is ACTIVE, a public one AUTHORIZED (AWS passes
+        // through CREATING/AUTHORIZING/PENDING first; Trellis is ready at once).
+        let private =
+            super::connection::resource_configuration(&doc["InvocationConnectivityParameters"])
+                .is_some();
+        doc["ConnectionState"] = json!(if private { "ACTIVE" } else { "AUTHORIZED" });
+        doc["LastModifiedTime"] = now.clone();
+        doc["LastAuthorizedTime"] = now;
+        self.commit(vec![Write::put(KIND_CONNECTION, name, doc.clone())])
+            .await?;
+        self.register_connection(doc);
+        self.lock()
+            .connections
+            .insert(name.to_string(), doc.clone());
+        Ok(())
     }
 
     async fn create_api_destination(&self, input: Value) -> Result<Value, ApiError> {
@@ -610,6 +730,51 @@ impl Inner {
         Ok(json!({
             "ApiDestinationArn": arn, "ApiDestinationState": "ACTIVE",
             "CreationTime": now, "LastModifiedTime": now,
+        }))
+    }
+
+    /// `UpdateApiDestination`: the given members replace the stored ones.
+    async fn update_api_destination(&self, input: Value) -> Result<Value, ApiError> {
+        let name = str_field(&input, "Name").unwrap_or_default().to_string();
+        let _admin = self.admin.lock().await;
+        let mut doc = {
+            let st = self.lock();
+            let Some(doc) = st.destinations.get(&name).cloned() else {
+                return Err(error(
+                    "ResourceNotFoundException",
+                    format!("An api-destination '{name}' does not exist."),
+                ));
+            };
+            if let Some(c) = str_field(&input, "ConnectionArn") {
+                if !st.connections.values().any(|v| v["ConnectionArn"] == c) {
+                    return Err(error(
+                        "ResourceNotFoundException",
+                        format!("Connection '{c}' does not exist."),
+                    ));
+                }
+            }
+            doc
+        };
+        for key in [
+            "ConnectionArn",
+            "Description",
+            "HttpMethod",
+            "InvocationEndpoint",
+            "InvocationRateLimitPerSecond",
+        ] {
+            if let Some(v) = input.get(key).filter(|v| !v.is_null()) {
+                doc[key] = v.clone();
+            }
+        }
+        doc["LastModifiedTime"] = epoch_seconds(now_millis());
+        self.commit(vec![Write::put(KIND_DESTINATION, &name, doc.clone())])
+            .await?;
+        self.register_destination(&doc);
+        self.lock().destinations.insert(name, doc.clone());
+        Ok(json!({
+            "ApiDestinationArn": doc["ApiDestinationArn"],
+            "ApiDestinationState": doc["ApiDestinationState"],
+            "CreationTime": doc["CreationTime"], "LastModifiedTime": doc["LastModifiedTime"],
         }))
     }
 
@@ -682,7 +847,12 @@ impl Inner {
                 st.destinations.remove(&name);
             }
         }
-        if let Some(arn) = doc.get("ApiDestinationArn").and_then(Value::as_str) {
+        let key = if kind == KIND_CONNECTION {
+            "ConnectionArn"
+        } else {
+            "ApiDestinationArn"
+        };
+        if let Some(arn) = doc[key].as_str() {
             self.targets.unregister(arn);
         }
         Ok(json!({}))
@@ -701,8 +871,66 @@ fn to_doc<T: serde::Serialize>(v: &T) -> Result<Value, ApiError> {
     serde_json::to_value(v).map_err(ApiError::internal)
 }
 
+/// Checks a connection's resource configuration ARNs beyond the model's pattern (which also
+/// admits an empty string).
+fn validate_connectivity(input: &Value) -> Result<(), ApiError> {
+    for (params, at) in [
+        (
+            &input["InvocationConnectivityParameters"],
+            "invocationConnectivityParameters",
+        ),
+        (
+            &input["AuthParameters"]["ConnectivityParameters"],
+            "authParameters.connectivityParameters",
+        ),
+    ] {
+        if !params.is_null() && super::connection::resource_configuration(params).is_none() {
+            return Err(validation(format!(
+                "1 validation error detected: Value at '{at}.resourceParameters.resourceConfigurationArn' failed to satisfy constraint: Member must not be empty"
+            )));
+        }
+    }
+    Ok(())
+}
+
 fn hide_secrets(doc: &mut Value) {
     if let Some(auth) = doc.get_mut("AuthParameters").and_then(Value::as_object_mut) {
+        if let Some(c) = auth
+            .get_mut("OAuthParameters")
+            .and_then(|o| o.get_mut("ClientParameters"))
+            .and_then(Value::as_object_mut)
+        {
+            c.remove("ClientSecret");
+        }
+        // Parameters marked `IsValueSecret` are returned without their value.
+        let mut groups: Vec<&mut Value> = Vec::new();
+        for (k, v) in auth.iter_mut() {
+            match k.as_str() {
+                "InvocationHttpParameters" => groups.push(v),
+                "OAuthParameters" => groups.extend(v.get_mut("OAuthHttpParameters")),
+                _ => {}
+            }
+        }
+        for group in groups {
+            for list in [
+                "HeaderParameters",
+                "QueryStringParameters",
+                "BodyParameters",
+            ] {
+                for p in group
+                    .get_mut(list)
+                    .and_then(Value::as_array_mut)
+                    .into_iter()
+                    .flatten()
+                {
+                    if p["IsValueSecret"] == json!(true) {
+                        if let Some(o) = p.as_object_mut() {
+                            o.remove("Value");
+                        }
+                    }
+                }
+            }
+        }
         if let Some(k) = auth
             .get_mut("ApiKeyAuthParameters")
             .and_then(Value::as_object_mut)

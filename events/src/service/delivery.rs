@@ -274,6 +274,11 @@ async fn deliver(inner: Weak<Inner>, d: Delivery) {
             }
             Err(e) => e,
         };
+        if !retryable(&error) {
+            dead_letter(&me, &d, &error, None, retries).await;
+            me.ack(&d.id);
+            return;
+        }
         let age_ms = now_millis().saturating_sub(d.ingested_ms);
         let max_age_ms = d.max_age_secs.saturating_mul(1000);
         let exhausted = if retries >= d.max_attempts {
@@ -284,7 +289,7 @@ async fn deliver(inner: Weak<Inner>, d: Delivery) {
             None
         };
         if let Some(condition) = exhausted {
-            dead_letter(&me, &d, &error, condition, retries).await;
+            dead_letter(&me, &d, &error, Some(condition), retries).await;
             me.ack(&d.id);
             return;
         }
@@ -293,6 +298,16 @@ async fn deliver(inner: Weak<Inner>, d: Delivery) {
         retries += 1;
         drop(me);
         tokio::time::sleep(wait).await;
+    }
+}
+
+/// Whether a failed invocation is tried again. An HTTP answer is, as AWS retries API
+/// destinations, only for 401, 407, 409, 429 and 5xx; any other failure (no answer, a timeout,
+/// a function error) is.
+pub(crate) fn retryable(e: &TargetError) -> bool {
+    match super::http_target::http_status(e) {
+        Some(status) => matches!(status, 401 | 407 | 409 | 429 | 500..=599),
+        None => true,
     }
 }
 
@@ -307,31 +322,39 @@ fn error_code(e: &TargetError) -> &'static str {
 }
 
 /// The dead-letter message: SQS `SendMessage` input (the event as body, AWS's attributes).
+/// `condition` is the retry limit reached; a failure that is not retried has none.
 pub(crate) fn dead_letter_message(
     d: &Delivery,
     e: &TargetError,
-    condition: &str,
+    condition: Option<&str>,
     retries: u32,
 ) -> Value {
     let attr = |v: String| json!({"DataType": "String", "StringValue": v});
-    json!({
-        "MessageBody": d.event,
-        "MessageAttributes": {
-            "ERROR_CODE": attr(error_code(e).to_string()),
-            "ERROR_MESSAGE": attr(e.to_string()),
-            "EXHAUSTED_RETRY_CONDITION": attr(condition.to_string()),
-            "RETRY_ATTEMPTS": {"DataType": "Number", "StringValue": retries.to_string()},
-            "RULE_ARN": attr(d.rule_arn.clone()),
-            "TARGET_ARN": attr(d.target_arn.clone()),
-        }
-    })
+    let mut attrs = json!({
+        "ERROR_CODE": attr(error_code(e).to_string()),
+        "ERROR_MESSAGE": attr(e.to_string()),
+        "RETRY_ATTEMPTS": {"DataType": "Number", "StringValue": retries.to_string()},
+        "RULE_ARN": attr(d.rule_arn.clone()),
+        "TARGET_ARN": attr(d.target_arn.clone()),
+    });
+    if let Some(c) = condition {
+        attrs["EXHAUSTED_RETRY_CONDITION"] = attr(c.to_string());
+    }
+    json!({"MessageBody": d.event, "MessageAttributes": attrs})
 }
 
-async fn dead_letter(inner: &Inner, d: &Delivery, e: &TargetError, condition: &str, retries: u32) {
+async fn dead_letter(
+    inner: &Inner,
+    d: &Delivery,
+    e: &TargetError,
+    condition: Option<&str>,
+    retries: u32,
+) {
     let Some(dlq) = &d.dead_letter else {
+        let why = condition.unwrap_or("not retryable");
         tracing::warn!(
             rule = %d.rule_arn, target = %d.target_arn,
-            "event dropped after {retries} retries ({condition}): {e}"
+            "event dropped after {retries} retries ({why}): {e}"
         );
         return;
     };

@@ -1,99 +1,113 @@
-//! API destinations as targets: an HTTP request to the destination's endpoint with the
-//! connection's authorization. Plain `http://` endpoints only for now.
+//! API destinations as targets: an HTTP request to the destination's endpoint, sent through its
+//! connection's target (which authorizes it and finds the way: resource configuration,
+//! service-network service or the endpoint itself, `http://` or `https://`).
 
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
 use serde_json::Value;
-use trellis_core::target::{BoxFuture, Target, TargetError};
+use trellis_core::target::{BoxFuture, Target, TargetError, TargetRegistry};
 
+use super::connection::{Connection, ConnectionTarget};
 use super::Inner;
 
-pub(crate) type HttpClient = Client<HttpConnector, Full<Bytes>>;
-
-/// How long one invocation may take (AWS: 5 s for API destinations).
-const TIMEOUT: Duration = Duration::from_secs(5);
-
-pub(crate) fn client() -> HttpClient {
-    let mut connector = HttpConnector::new();
-    connector.set_connect_timeout(Some(Duration::from_secs(2)));
-    Client::builder(TokioExecutor::new()).build(connector)
-}
+/// How far ahead of now an invocation may be paced; beyond that it fails (and is retried
+/// later) rather than hold a delivery slot.
+const MAX_PACING_WAIT: Duration = Duration::from_secs(1);
 
 pub(crate) struct DestinationTarget {
     arn: String,
     endpoint: String,
-    method: String,
-    headers: Vec<(String, String)>,
-    client: HttpClient,
+    method: http::Method,
+    connection_arn: String,
+    registry: Weak<TargetRegistry>,
+    pacer: Option<Arc<Pacer>>,
+}
+
+/// `InvocationRateLimitPerSecond`: invocations spaced evenly, at most `1 / interval` a second.
+struct Pacer {
+    interval: Duration,
+    next: Mutex<Instant>,
+}
+
+/// The error of an answer that is not a 2xx (see [`http_status`] for reading it back).
+pub(crate) fn http_failure(status: http::StatusCode, body: &[u8]) -> TargetError {
+    TargetError::Failed {
+        error: format!("HTTP {}", status.as_u16()),
+        cause: String::from_utf8_lossy(body).chars().take(256).collect(),
+    }
+}
+
+/// The HTTP status of an error made by [`http_failure`].
+pub(crate) fn http_status(e: &TargetError) -> Option<u16> {
+    match e {
+        TargetError::Failed { error, .. } => error.strip_prefix("HTTP ")?.parse().ok(),
+        _ => None,
+    }
 }
 
 impl Inner {
+    /// Registers (or re-registers) a connection record as an HTTP target under its ARN.
+    pub(crate) fn register_connection(&self, doc: &Value) {
+        let registry = Arc::downgrade(&self.targets);
+        if let Some(c) = Connection::from_doc(doc, registry, self.http.clone()) {
+            self.targets.register(Arc::new(ConnectionTarget::new(c)));
+        }
+    }
+
     /// Registers (or re-registers) an API destination record as a target.
     pub(crate) fn register_destination(&self, dest: &Value) {
-        let Some(arn) = dest.get("ApiDestinationArn").and_then(Value::as_str) else {
+        let Some(arn) = dest["ApiDestinationArn"].as_str() else {
             return;
         };
-        let connection = dest
-            .get("ConnectionArn")
-            .and_then(Value::as_str)
-            .and_then(|c| {
-                self.lock()
-                    .connections
-                    .values()
-                    .find(|v| v.get("ConnectionArn").and_then(Value::as_str) == Some(c))
-                    .cloned()
+        let pacer = dest["InvocationRateLimitPerSecond"]
+            .as_u64()
+            .filter(|r| *r > 0)
+            .map(|rate| {
+                Arc::new(Pacer {
+                    interval: Duration::from_secs(1) / rate as u32,
+                    next: Mutex::new(Instant::now()),
+                })
             });
-        let headers = connection.as_ref().map(auth_headers).unwrap_or_default();
         self.targets.register(Arc::new(DestinationTarget {
             arn: arn.to_string(),
-            endpoint: dest
-                .get("InvocationEndpoint")
-                .and_then(Value::as_str)
+            endpoint: dest["InvocationEndpoint"]
+                .as_str()
                 .unwrap_or_default()
                 .to_string(),
-            method: dest
-                .get("HttpMethod")
-                .and_then(Value::as_str)
-                .unwrap_or("POST")
+            method: dest["HttpMethod"]
+                .as_str()
+                .and_then(|m| m.parse().ok())
+                .unwrap_or(http::Method::POST),
+            connection_arn: dest["ConnectionArn"]
+                .as_str()
+                .unwrap_or_default()
                 .to_string(),
-            headers,
-            client: self.http.clone(),
+            registry: Arc::downgrade(&self.targets),
+            pacer,
         }));
     }
 }
 
-/// The headers a connection adds: its API key or basic credentials and its invocation
-/// header parameters.
-fn auth_headers(conn: &Value) -> Vec<(String, String)> {
-    let mut out = Vec::new();
-    let auth = &conn["AuthParameters"];
-    if let (Some(k), Some(v)) = (
-        auth["ApiKeyAuthParameters"]["ApiKeyName"].as_str(),
-        auth["ApiKeyAuthParameters"]["ApiKeyValue"].as_str(),
-    ) {
-        out.push((k.to_string(), v.to_string()));
-    }
-    if let (Some(u), Some(p)) = (
-        auth["BasicAuthParameters"]["Username"].as_str(),
-        auth["BasicAuthParameters"]["Password"].as_str(),
-    ) {
-        let token = trellis_core::model::base64_encode(format!("{u}:{p}").as_bytes());
-        out.push(("authorization".into(), format!("Basic {token}")));
-    }
-    if let Some(params) = auth["InvocationHttpParameters"]["HeaderParameters"].as_array() {
-        for p in params {
-            if let (Some(k), Some(v)) = (p["Key"].as_str(), p["Value"].as_str()) {
-                out.push((k.to_string(), v.to_string()));
+impl Pacer {
+    /// Waits for this invocation's slot, or fails when it is more than [`MAX_PACING_WAIT`] away.
+    async fn wait(&self, arn: &str) -> Result<(), TargetError> {
+        let slot = {
+            let mut next = self.next.lock().unwrap_or_else(|e| e.into_inner());
+            let now = Instant::now();
+            let slot = (*next).max(now);
+            if slot > now + MAX_PACING_WAIT {
+                return Err(TargetError::Unavailable(format!(
+                    "{arn}: InvocationRateLimitPerSecond reached"
+                )));
             }
-        }
+            *next = slot + self.interval;
+            slot
+        };
+        tokio::time::sleep_until(slot.into()).await;
+        Ok(())
     }
-    out
 }
 
 impl Target for DestinationTarget {
@@ -102,9 +116,8 @@ impl Target for DestinationTarget {
     }
 
     fn invoke(&self, payload: Bytes) -> BoxFuture<'static, Result<Bytes, TargetError>> {
-        let client = self.client.clone();
-        let mut req = http::Request::builder()
-            .method(self.method.as_str())
+        let req = http::Request::builder()
+            .method(self.method.clone())
             .uri(self.endpoint.as_str())
             .header(
                 http::header::CONTENT_TYPE,
@@ -113,39 +126,29 @@ impl Target for DestinationTarget {
             .header(
                 http::header::USER_AGENT,
                 "Amazon/EventBridge/ApiDestinations",
-            );
-        for (k, v) in &self.headers {
-            req = req.header(k.as_str(), v.as_str());
-        }
+            )
+            .body(payload);
+        let registry = self.registry.clone();
+        let connection = self.connection_arn.clone();
+        let pacer = self.pacer.clone();
+        let arn = self.arn.clone();
         let endpoint = self.endpoint.clone();
-        let req = req.body(Full::new(payload));
         Box::pin(async move {
-            if endpoint.starts_with("https://") {
-                return Err(TargetError::Unavailable(format!(
-                    "{endpoint}: https API destinations are not supported yet"
-                )));
-            }
             let req = req.map_err(|e| TargetError::Failed {
-                error: "InvalidRequest".into(),
-                cause: e.to_string(),
+                error: "InvalidEndpoint".into(),
+                cause: format!("{endpoint}: {e}"),
             })?;
-            let resp = tokio::time::timeout(TIMEOUT, client.request(req))
-                .await
-                .map_err(|_| TargetError::Timeout(endpoint.clone()))?
-                .map_err(|e| TargetError::Unavailable(format!("{endpoint}: {e}")))?;
-            let status = resp.status();
-            let body = tokio::time::timeout(TIMEOUT, resp.into_body().collect())
-                .await
-                .map_err(|_| TargetError::Timeout(endpoint.clone()))?
-                .map_err(|e| TargetError::Unavailable(format!("{endpoint}: {e}")))?
-                .to_bytes();
-            if status.is_success() {
-                Ok(body)
+            if let Some(p) = pacer {
+                p.wait(&arn).await?;
+            }
+            let registry = registry
+                .upgrade()
+                .ok_or_else(|| TargetError::Unavailable("the target registry is gone".into()))?;
+            let resp = registry.invoke_http(&connection, req).await?;
+            if resp.status().is_success() {
+                Ok(resp.into_body())
             } else {
-                Err(TargetError::Failed {
-                    error: format!("HTTP {}", status.as_u16()),
-                    cause: String::from_utf8_lossy(&body).chars().take(256).collect(),
-                })
+                Err(http_failure(resp.status(), resp.body()))
             }
         })
     }

@@ -16,14 +16,17 @@
 //! Store layout (document kinds):
 //! - `events.bus` / name: an event bus (`default` is created on first start).
 //! - `events.rule` / `BUS/NAME`: a rule, its targets and, for schedules, the next fire time.
-//! - `events.connection`, `events.destination` / name: connections and API destinations.
+//! - `events.connection`, `events.destination` / name: connections and API destinations
+//!   (both registered as targets: connections take HTTP requests, module `connection`).
 //! - `events.archive`, `events.replay` / name; `events.archived:ARCHIVE` / `MILLIS-RANDOM`: an
 //!   archived event (module `archive`).
 //! - `events.delivery` / `MILLIS-RANDOM`: one pending delivery.
 
 mod api;
 mod archive;
+mod connection;
 mod delivery;
+mod http_client;
 mod http_target;
 mod schedules;
 #[cfg(test)]
@@ -79,7 +82,7 @@ pub(crate) struct Inner {
     commits: tokio::sync::mpsc::UnboundedSender<delivery::CommitRequest>,
     /// Bounds concurrent target invocations.
     permits: Arc<tokio::sync::Semaphore>,
-    http: http_target::HttpClient,
+    http: http_client::HttpClient,
     schedule_wake: Arc<tokio::sync::Notify>,
 }
 
@@ -184,7 +187,7 @@ pub async fn start(
         snapshot: ArcSwap::from_pointee(Snapshot::default()),
         commits,
         permits: Arc::new(tokio::sync::Semaphore::new(256)),
-        http: http_target::client(),
+        http: http_client::client(),
         schedule_wake: Arc::new(tokio::sync::Notify::new()),
     });
     inner.load().await?;
@@ -286,15 +289,19 @@ impl Inner {
                 .await?;
             self.lock().buses.insert("default".into(), bus);
         }
-        let (bus_names, dests): (Vec<String>, Vec<Value>) = {
+        let (bus_names, conns, dests): (Vec<String>, Vec<Value>, Vec<Value>) = {
             let st = self.lock();
             (
                 st.buses.keys().cloned().collect(),
+                st.connections.values().cloned().collect(),
                 st.destinations.values().cloned().collect(),
             )
         };
         for name in bus_names {
             self.register_bus(&name);
+        }
+        for c in conns {
+            self.register_connection(&c);
         }
         for d in dests {
             self.register_destination(&d);

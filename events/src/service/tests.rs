@@ -392,3 +392,252 @@ async fn archived_events_are_replayed_with_their_replay_name() {
     }
     panic!("replay did not complete");
 }
+
+// --- connections as HTTP targets ---
+
+const RCFG: &str =
+    "arn:aws:vpc-lattice:us-east-1:000000000000:resourceconfiguration/rcfg-0123456789abcdef0";
+
+/// An HTTP target (a resource configuration or a service) that records the requests it gets
+/// and answers `status`.
+struct HttpSink {
+    key: String,
+    status: u16,
+    got: Mutex<Vec<http::Request<Bytes>>>,
+}
+
+impl HttpSink {
+    fn new(key: &str, status: u16) -> Arc<HttpSink> {
+        Arc::new(HttpSink {
+            key: key.to_string(),
+            status,
+            got: Mutex::new(Vec::new()),
+        })
+    }
+}
+
+impl Target for HttpSink {
+    fn arn(&self) -> &str {
+        &self.key
+    }
+    fn invoke(&self, _payload: Bytes) -> BoxFuture<'static, Result<Bytes, TargetError>> {
+        Box::pin(async { Err(TargetError::Unavailable("HTTP only".into())) })
+    }
+    fn invoke_http(
+        &self,
+        req: http::Request<Bytes>,
+    ) -> BoxFuture<'static, Result<http::Response<Bytes>, TargetError>> {
+        self.got.lock().unwrap().push(req);
+        let resp = http::Response::builder()
+            .status(self.status)
+            .body(Bytes::from_static(b"{\"ok\":true}"))
+            .unwrap();
+        Box::pin(async move { Ok(resp) })
+    }
+}
+
+async fn start_with(targets: &Arc<TargetRegistry>) -> (tempfile::TempDir, Arc<EventBridge>) {
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&dir.path().join("t.db")).unwrap());
+    let eb = start(store, ArnContext::default(), targets.clone())
+        .await
+        .unwrap();
+    (dir, eb)
+}
+
+fn api_key_connection(name: &str, extra: Value) -> Value {
+    let mut input = json!({
+        "Name": name,
+        "AuthorizationType": "API_KEY",
+        "AuthParameters": {
+            "ApiKeyAuthParameters": {"ApiKeyName": "x-api-key", "ApiKeyValue": "k1"},
+            "InvocationHttpParameters": {
+                "QueryStringParameters": [{"Key": "team", "Value": "a b"}],
+                "BodyParameters": [{"Key": "tenant", "Value": "t1", "IsValueSecret": true}],
+            },
+        },
+    });
+    for (k, v) in extra.as_object().unwrap() {
+        input[k] = v.clone();
+    }
+    input
+}
+
+#[tokio::test]
+async fn private_connection_round_trips_and_invokes_its_resource_configuration() {
+    let targets = Arc::new(TargetRegistry::default());
+    let rcfg = HttpSink::new(RCFG, 200);
+    targets.register(rcfg.clone());
+    let (_dir, eb) = start_with(&targets).await;
+
+    let input = api_key_connection(
+        "private",
+        json!({"InvocationConnectivityParameters": {
+            "ResourceParameters": {"ResourceConfigurationArn": RCFG}}}),
+    );
+    let created = eb.call_op("CreateConnection", input).await.unwrap();
+    assert_eq!(created["ConnectionState"], "ACTIVE");
+    let conn_arn = created["ConnectionArn"].as_str().unwrap().to_string();
+
+    let d = eb
+        .call_op("DescribeConnection", json!({"Name": "private"}))
+        .await
+        .unwrap();
+    let rp = &d["InvocationConnectivityParameters"]["ResourceParameters"];
+    assert_eq!(rp["ResourceConfigurationArn"], RCFG);
+    let assoc = rp["ResourceAssociationArn"].as_str().unwrap();
+    assert!(
+        assoc.starts_with(
+            "arn:aws:vpc-lattice:us-east-1:000000000000:servicenetworkresourceassociation/snra-"
+        ) && assoc.len()
+            == "arn:aws:vpc-lattice:us-east-1:000000000000:servicenetworkresourceassociation/snra-"
+                .len()
+                + 17,
+        "{assoc}"
+    );
+    assert_eq!(d["ConnectionState"], "ACTIVE");
+    // Secrets are not returned: the key value, and a parameter marked secret.
+    assert!(d["AuthParameters"]["ApiKeyAuthParameters"]
+        .get("ApiKeyValue")
+        .is_none());
+    let body_param = &d["AuthParameters"]["InvocationHttpParameters"]["BodyParameters"][0];
+    assert_eq!(body_param["Key"], "tenant");
+    assert!(body_param.get("Value").is_none());
+
+    let dest = eb
+        .call_op(
+            "CreateApiDestination",
+            json!({"Name": "orders", "ConnectionArn": conn_arn, "HttpMethod": "PUT",
+                   "InvocationEndpoint": "https://orders.internal:8443/v1/orders?src=eb"}),
+        )
+        .await
+        .unwrap();
+    let dest_arn = dest["ApiDestinationArn"].as_str().unwrap();
+    targets
+        .invoke(dest_arn, Bytes::from_static(b"{\"id\":7}"))
+        .await
+        .unwrap();
+    {
+        let got = rcfg.got.lock().unwrap();
+        assert_eq!(got.len(), 1);
+        let req = &got[0];
+        assert_eq!(req.method(), http::Method::PUT);
+        // The URI stays absolute: the resource configuration dials its own destination.
+        assert_eq!(
+            req.uri().to_string(),
+            "https://orders.internal:8443/v1/orders?src=eb&team=a%20b"
+        );
+        assert_eq!(req.headers()["x-api-key"], "k1");
+        assert_eq!(
+            req.headers()["content-type"],
+            "application/json; charset=utf-8"
+        );
+        let body: Value = serde_json::from_slice(req.body()).unwrap();
+        assert_eq!(body, json!({"id": 7, "tenant": "t1"}));
+    }
+
+    // UpdateConnection: a new key is used from the next invocation on; the association stays.
+    let updated = eb
+        .call_op(
+            "UpdateConnection",
+            json!({"Name": "private", "AuthParameters": {
+                "ApiKeyAuthParameters": {"ApiKeyValue": "k2"}}}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(updated["ConnectionState"], "ACTIVE");
+    targets
+        .invoke(dest_arn, Bytes::from_static(b"{}"))
+        .await
+        .unwrap();
+    assert_eq!(rcfg.got.lock().unwrap()[1].headers()["x-api-key"], "k2");
+    let d2 = eb
+        .call_op("DescribeConnection", json!({"Name": "private"}))
+        .await
+        .unwrap();
+    assert_eq!(
+        d2["InvocationConnectivityParameters"]["ResourceParameters"]["ResourceAssociationArn"],
+        assoc
+    );
+    assert_eq!(
+        d2["AuthParameters"]["ApiKeyAuthParameters"]["ApiKeyName"],
+        "x-api-key"
+    );
+
+    // The list shape has no connectivity parameters.
+    let list = eb.call_op("ListConnections", json!({})).await.unwrap();
+    assert!(list["Connections"][0]
+        .get("InvocationConnectivityParameters")
+        .is_none());
+
+    // An empty ARN passes the model's pattern but is not a resource configuration.
+    let err = eb
+        .call_op(
+            "CreateConnection",
+            api_key_connection(
+                "empty",
+                json!({"InvocationConnectivityParameters": {
+                    "ResourceParameters": {"ResourceConfigurationArn": ""}}}),
+            ),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.code, "ValidationException");
+
+    // Deleting the connection unregisters it: the destination then finds nothing.
+    eb.call_op("DeleteConnection", json!({"Name": "private"}))
+        .await
+        .unwrap();
+    assert!(matches!(
+        targets.invoke(dest_arn, Bytes::from_static(b"{}")).await,
+        Err(TargetError::NotFound(_))
+    ));
+}
+
+#[tokio::test]
+async fn public_connection_reaches_the_service_that_owns_the_host_and_maps_statuses() {
+    let targets = Arc::new(TargetRegistry::default());
+    let service = HttpSink::new(&trellis_core::target::host_key("Orders.Internal"), 429);
+    targets.register(service.clone());
+    let (_dir, eb) = start_with(&targets).await;
+    let created = eb
+        .call_op("CreateConnection", api_key_connection("public", json!({})))
+        .await
+        .unwrap();
+    assert_eq!(created["ConnectionState"], "AUTHORIZED");
+    let dest = eb
+        .call_op(
+            "CreateApiDestination",
+            json!({"Name": "svc", "ConnectionArn": created["ConnectionArn"],
+                   "HttpMethod": "POST", "InvocationEndpoint": "http://orders.internal/hook"}),
+        )
+        .await
+        .unwrap();
+    let err = targets
+        .invoke(
+            dest["ApiDestinationArn"].as_str().unwrap(),
+            Bytes::from_static(b"{}"),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(service.got.lock().unwrap().len(), 1);
+    assert_eq!(super::http_target::http_status(&err), Some(429));
+}
+
+#[test]
+fn api_destination_answers_are_retried_as_aws_retries_them() {
+    use super::delivery::retryable;
+    use super::http_target::http_failure;
+    let status = |s: u16| http_failure(http::StatusCode::from_u16(s).unwrap(), b"");
+    for s in [401, 407, 409, 429, 500, 502, 503] {
+        assert!(retryable(&status(s)), "{s} is retried");
+    }
+    for s in [400, 403, 404, 413, 301] {
+        assert!(!retryable(&status(s)), "{s} is not retried");
+    }
+    assert!(retryable(&TargetError::Timeout("x".into())));
+    assert!(retryable(&TargetError::Failed {
+        error: "Unhandled".into(),
+        cause: "function error".into()
+    }));
+}
