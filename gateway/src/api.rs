@@ -95,8 +95,7 @@ impl Api {
                 return r;
             }
             ("POST", "/trellis/config") => {
-                let locate = parts.uri.query() != Some("locate=false");
-                return self.apply_config(&body, locate).await;
+                return self.apply_config(&body, parts.uri.query()).await;
             }
             _ => {}
         }
@@ -256,9 +255,18 @@ impl Api {
         }
     }
 
-    async fn apply_config(&self, body: &[u8], locate: bool) -> Resp {
+    /// `POST /trellis/config[?locate=false][&base=FOLDER]`: applies a config document; `base`
+    /// is the folder its relative paths are resolved against.
+    async fn apply_config(&self, body: &[u8], query: Option<&str>) -> Resp {
         let text = String::from_utf8_lossy(body);
-        match crate::config::apply(&self.lattice, &text, locate).await {
+        let params = trellis_core::model::parse_query(query);
+        let param = |k: &str| params.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+        let source = crate::config::Source {
+            locate: param("locate") != Some("false"),
+            base: param("base").map(std::path::PathBuf::from),
+        };
+        let engines = crate::config::Engines::from_services(&self.rest, &self.json);
+        match crate::config::apply(&self.lattice, &engines, &text, &source).await {
             Ok(summary) => json(StatusCode::OK, summary.to_string().into_bytes()),
             Err(e) => rest_error(&e),
         }

@@ -92,6 +92,9 @@ struct ServeArgs {
     /// Data-plane access log: `stdout` or a file path (off when unset).
     #[arg(long, env = "TRELLIS_ACCESS_LOG")]
     access_log: Option<String>,
+    /// Address ranges no resource configuration may name or reach (`10.0.0.0/8,169.254.0.0/16`).
+    #[arg(long, env = "TRELLIS_RESOURCE_FORBIDDEN_CIDRS", value_delimiter = ',')]
+    resource_forbidden_cidrs: Vec<trellis_resource_gateway::Cidr>,
 }
 
 /// Runs a `trellis` command line (`["trellis", "serve", …]`) on the current runtime; for
@@ -175,7 +178,14 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let controller =
         Arc::new(Controller::load(store.clone(), arn.clone(), dataplane.clone()).await?);
     // Resource gateway endpoints: brought up now, then kept in step by every Lattice write.
-    crate::lattice::resource_association::start(&controller.state());
+    crate::lattice::resource_association::start(
+        &controller.state(),
+        crate::lattice::resource_association::Options {
+            targets: Some(targets.clone()),
+            certificates: args.data_dir.join("certificates"),
+            forbidden_cidrs: args.resource_forbidden_cidrs.clone(),
+        },
+    );
 
     let bind = |addr: SocketAddr, what: &'static str| async move {
         TcpListener::bind(addr)
@@ -188,11 +198,11 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     let listen = server::bind_reuseport(args.listen, workers)
         .map_err(|e| anyhow::anyhow!("cannot bind --listen address {}: {e}", args.listen))?;
-    let listen_tls = bind(args.listen_tls, "--listen-tls").await?;
-
-    if let Some(path) = &args.config {
-        apply_file(&controller, path).await?;
+    // Services as targets (rule targets, connections) reach the data plane here.
+    if let Some(addr) = listen.first().and_then(|l| l.local_addr().ok()) {
+        dataplane.service_targets.set_listen(addr);
     }
+    let listen_tls = bind(args.listen_tls, "--listen-tls").await?;
 
     // === engines: each domain crate's API service and targets, wired here and only here ===
     let step_functions =
@@ -216,14 +226,20 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     ];
     // === end engines ===
 
-    let ready = ready_line(&api_listener, &listen, &listen_tls)?;
-    let (tx, rx) = watch::channel(false);
     let api = Arc::new(Api {
         lattice: controller.clone(),
         rest: rest_services,
         json: json_services,
         query: query_services,
     });
+    // The config is applied once every engine runs, and before the readiness line.
+    let engines = crate::config::Engines::from_services(&api.rest, &api.json);
+    if let Some(path) = &args.config {
+        apply_file(&controller, &engines, path).await?;
+    }
+
+    let ready = ready_line(&api_listener, &listen, &listen_tls)?;
+    let (tx, rx) = watch::channel(false);
     let tasks = vec![
         tokio::spawn(api.serve(api_listener, rx.clone())),
         tokio::spawn(server::serve_plain_per_core(
@@ -234,7 +250,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         tokio::spawn(server::serve_tls(dataplane.clone(), listen_tls, rx.clone())),
     ];
     if let Some(path) = args.config.clone() {
-        tokio::spawn(watch_config(controller.clone(), path, rx.clone()));
+        tokio::spawn(watch_config(controller.clone(), engines, path, rx.clone()));
     }
     {
         use std::io::Write;
@@ -291,9 +307,17 @@ async fn shutdown_signal() {
     let _ = ctrl_c.await;
 }
 
-async fn apply_file(controller: &Controller, path: &std::path::Path) -> anyhow::Result<()> {
+async fn apply_file(
+    controller: &Controller,
+    engines: &crate::config::Engines,
+    path: &std::path::Path,
+) -> anyhow::Result<()> {
     let text = crate::config::read_path(path).map_err(|e| anyhow::anyhow!(e))?;
-    crate::config::apply(controller, &text, path.is_file())
+    let source = crate::config::Source {
+        locate: path.is_file(),
+        base: Some(crate::config::base_of(path)),
+    };
+    crate::config::apply(controller, engines, &text, &source)
         .await
         .map_err(|e| anyhow::anyhow!("config {}: {}", path.display(), describe(&e)))?;
     Ok(())
@@ -302,6 +326,7 @@ async fn apply_file(controller: &Controller, path: &std::path::Path) -> anyhow::
 /// Re-applies the config when a file under `path` changes (polled: portable and cheap).
 async fn watch_config(
     controller: Arc<Controller>,
+    engines: crate::config::Engines,
     path: PathBuf,
     mut shutdown: watch::Receiver<bool>,
 ) {
@@ -314,7 +339,7 @@ async fn watch_config(
         let now = modified(&path);
         if now != last {
             last = now;
-            match apply_file(&controller, &path).await {
+            match apply_file(&controller, &engines, &path).await {
                 Ok(()) => tracing::info!(config = %path.display(), "config re-applied"),
                 Err(e) => tracing::error!("{e}"),
             }
@@ -361,10 +386,26 @@ async fn validate(paths: Vec<PathBuf>) -> anyhow::Result<()> {
     if paths.is_empty() {
         anyhow::bail!("name at least one config file or folder");
     }
+    // Engines over a scratch store, so the engines' sections get the engines' own checks.
+    let scratch = std::env::temp_dir().join(format!("trellis-validate-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&scratch);
+    let store = trellis_store::open(None, &scratch)?;
+    let arn = ArnContext::default();
+    let targets = Arc::new(trellis_core::target::TargetRegistry::default());
+    let engines = crate::config::Engines {
+        lambda: Some(Arc::new(
+            trellis_functions::Lambda::load(store.clone(), arn.clone(), &scratch, targets.clone())
+                .await?,
+        )),
+        events: Some(
+            trellis_events::service::start(store.clone(), arn.clone(), targets.clone()).await?,
+        ),
+        step_functions: Some(trellis_workflows::service::start(store, arn.clone(), targets).await?),
+    };
     let mut failed = false;
     for path in paths {
-        let controller = Controller::in_memory(ArnContext::default());
-        match apply_file(&controller, &path).await {
+        let controller = Controller::in_memory(arn.clone());
+        match apply_file(&controller, &engines, &path).await {
             Ok(()) => println!("{}: ok", path.display()),
             Err(e) => {
                 failed = true;
@@ -372,6 +413,7 @@ async fn validate(paths: Vec<PathBuf>) -> anyhow::Result<()> {
             }
         }
     }
+    let _ = std::fs::remove_dir_all(&scratch);
     if failed {
         anyhow::bail!("invalid config");
     }
@@ -381,9 +423,24 @@ async fn validate(paths: Vec<PathBuf>) -> anyhow::Result<()> {
 async fn apply(path: PathBuf, endpoint: String) -> anyhow::Result<()> {
     use http_body_util::{BodyExt, Full};
     let text = crate::config::read_path(&path).map_err(|e| anyhow::anyhow!(e))?;
-    let query = if path.is_file() { "" } else { "?locate=false" };
-    let uri: http::Uri =
-        format!("{}/trellis/config{query}", endpoint.trim_end_matches('/')).parse()?;
+    // Relative paths in the file are the file's; the server resolves them against `base`.
+    let base: String = crate::config::base_of(&path)
+        .display()
+        .to_string()
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'/' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect();
+    let locate = if path.is_file() { "" } else { "&locate=false" };
+    let uri: http::Uri = format!(
+        "{}/trellis/config?base={base}{locate}",
+        endpoint.trim_end_matches('/')
+    )
+    .parse()?;
     let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
         .build_http::<Full<bytes::Bytes>>();
     let req = http::Request::post(uri)

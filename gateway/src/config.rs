@@ -1,10 +1,12 @@
-//! The declarative JSON config: the same resources as the Lattice API, nested the way people
-//! think of them, and applied through the same operations and the same validation. A file is
-//! applied entirely or not at all, and every error in it is reported at once with its JSON
-//! pointer. Resources are matched by name: present ones are updated, missing ones created.
+//! The declarative JSON config: the same resources as the Lattice, Lambda, EventBridge and Step
+//! Functions APIs, nested the way people think of them, and applied through the same operations
+//! and the same validation. A file is applied entirely or not at all: every section is checked
+//! first (Lattice on a copy of its state, the engines through their own validation calls), every
+//! error is reported at once with its JSON pointer, and only a file without errors changes
+//! anything. Resources are matched by name: present ones are updated, missing ones created.
 //! The format is documented in `docs/config.md` and by `trellis schema`.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde_json::{json, Map, Value};
 use trellis_core::error::FieldError;
@@ -13,8 +15,11 @@ use trellis_core::ApiError;
 use crate::controller::Controller;
 use crate::lattice::{self, kind, Ctx, State};
 
+pub mod engines;
 pub mod locate;
 pub mod schema;
+
+pub use engines::Engines;
 
 /// Reads a config file, or every `*.json` file of a folder (in name order) merged into one.
 pub fn read_path(path: &Path) -> Result<String, String> {
@@ -45,15 +50,45 @@ pub fn read_path(path: &Path) -> Result<String, String> {
     }
 }
 
-/// Parses and applies a config document; answers a summary of what changed. Errors name the
-/// line and column of the offending value in `text`.
-pub async fn apply_text(controller: &Controller, text: &str) -> Result<Value, ApiError> {
-    apply(controller, text, true).await
+/// The folder that relative paths in the config at `path` (function code, state machine
+/// definition files) are resolved against: the folder itself, or the file's folder.
+pub fn base_of(path: &Path) -> PathBuf {
+    let abs = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    if abs.is_dir() {
+        abs
+    } else {
+        abs.parent().map(Path::to_path_buf).unwrap_or_default()
+    }
 }
 
-/// As [`apply_text`]; `locate` is false when `text` is not what the user wrote (the merge of a
-/// folder of files), where lines and columns would mislead.
-pub async fn apply(controller: &Controller, text: &str, locate: bool) -> Result<Value, ApiError> {
+/// How a config document is to be read.
+#[derive(Debug, Clone, Default)]
+pub struct Source {
+    /// False when the text is not what the user wrote (the merge of a folder of files), where
+    /// lines and columns would mislead.
+    pub locate: bool,
+    /// The folder relative paths are resolved against (else the working directory).
+    pub base: Option<PathBuf>,
+}
+
+/// Parses and applies a Lattice-only config document (no engines, paths relative to the working
+/// directory); answers a summary of what changed. Errors name the line and column of the
+/// offending value in `text`.
+pub async fn apply_text(controller: &Controller, text: &str) -> Result<Value, ApiError> {
+    let source = Source {
+        locate: true,
+        base: None,
+    };
+    apply(controller, &Engines::default(), text, &source).await
+}
+
+/// Parses a config document, checks every section, and applies it when nothing is wrong.
+pub async fn apply(
+    controller: &Controller,
+    engines: &Engines,
+    text: &str,
+    source: &Source,
+) -> Result<Value, ApiError> {
     let doc: Value = serde_json::from_str(text).map_err(|e| {
         ApiError::cannot_parse(format!(
             "config is not valid JSON at line {} column {}: {e}",
@@ -61,6 +96,40 @@ pub async fn apply(controller: &Controller, text: &str, locate: bool) -> Result<
             e.column()
         ))
     })?;
+    let fail = |mut errors: Vec<FieldError>| {
+        if source.locate {
+            // Name the line and column too: a pointer alone is hard to find in a big file.
+            let positions = locate::positions(text);
+            for e in &mut errors {
+                if let Some((line, col)) = locate::find(&positions, &e.name) {
+                    e.message = format!("{} (line {line}, column {col})", e.message);
+                }
+            }
+        }
+        ApiError::validation(errors)
+    };
+    let mut errors = Vec::new();
+    match doc.as_object() {
+        None => errors.push(FieldError {
+            name: "/".into(),
+            message: "the config must be a JSON object".into(),
+        }),
+        Some(obj) => {
+            for k in obj.keys().filter(|k| !TOP_LEVEL.contains(&k.as_str())) {
+                errors.push(FieldError {
+                    name: format!("/{k}"),
+                    message: format!(
+                        "unknown section {k:?}; expected one of {}",
+                        TOP_LEVEL[1..].join(", ")
+                    ),
+                });
+            }
+        }
+    }
+    // The engines' part is checked (and planned) first, reading only; the Lattice part runs
+    // on a copy of the state that is kept only when neither part found an error.
+    let base = source.base.clone().unwrap_or_default();
+    let plan = engines::plan(engines, &controller.arn, &doc, &base, &mut errors).await;
     let runtimes = controller.dataplane.runtimes.clone();
     let health = move |tg: &str, ip: &str, port: u16| runtimes.target_health(tg, ip, port);
     let ctx = Ctx {
@@ -68,31 +137,26 @@ pub async fn apply(controller: &Controller, text: &str, locate: bool) -> Result<
         model: &controller.model,
         health: &health,
     };
-    controller
+    let lattice_changes = controller
         .write(|state| {
             let mut applier = Applier {
                 ctx: &ctx,
                 state,
-                errors: Vec::new(),
+                errors,
                 changes: 0,
             };
             applier.document(&doc);
             if applier.errors.is_empty() {
-                Ok(json!({"applied": true, "operations": applier.changes}))
-            } else if !locate {
-                Err(ApiError::validation(applier.errors))
+                Ok(applier.changes)
             } else {
-                // Name the line and column too: a pointer alone is hard to find in a big file.
-                let positions = locate::positions(text);
-                for e in &mut applier.errors {
-                    if let Some((line, col)) = locate::find(&positions, &e.name) {
-                        e.message = format!("{} (line {line}, column {col})", e.message);
-                    }
-                }
-                Err(ApiError::validation(applier.errors))
+                Err(fail(applier.errors))
             }
         })
+        .await?;
+    let engine_changes = engines::run(engines, plan)
         .await
+        .map_err(|e| fail(vec![e]))?;
+    Ok(json!({"applied": true, "operations": lattice_changes + engine_changes}))
 }
 
 struct Applier<'a, 'c> {
@@ -102,21 +166,23 @@ struct Applier<'a, 'c> {
     changes: usize,
 }
 
-const TOP_LEVEL: &[&str] = &["serviceNetworks", "targetGroups", "services", "$schema"];
+/// The sections of a config (`$schema` first: it is allowed, never reported as expected).
+const TOP_LEVEL: &[&str] = &[
+    "$schema",
+    "serviceNetworks",
+    "targetGroups",
+    "services",
+    "resourceGateways",
+    "functions",
+    "stateMachines",
+    "eventBuses",
+];
 
 // === impl Applier ===
 
 impl Applier<'_, '_> {
+    /// The Lattice sections (the engines' are [`engines`]'s).
     fn document(&mut self, doc: &Value) {
-        let Some(obj) = doc.as_object() else {
-            self.error("", "the config must be a JSON object");
-            return;
-        };
-        for k in obj.keys() {
-            if !TOP_LEVEL.contains(&k.as_str()) {
-                self.error(&format!("/{k}"), &format!("unknown section {k:?}; expected one of serviceNetworks, targetGroups, services"));
-            }
-        }
         for (i, sn) in items(doc, "serviceNetworks") {
             self.service_network(&format!("/serviceNetworks/{i}"), sn);
         }
@@ -125,6 +191,9 @@ impl Applier<'_, '_> {
         }
         for (i, svc) in items(doc, "services") {
             self.service(&format!("/services/{i}"), svc);
+        }
+        for (i, gw) in items(doc, "resourceGateways") {
+            self.resource_gateway(&format!("/resourceGateways/{i}"), gw);
         }
     }
 
@@ -266,15 +335,7 @@ impl Applier<'_, '_> {
             .enumerate()
         {
             let sn_at = format!("{at}/serviceNetworks/{i}");
-            let Some(sn_name) = sn.as_str() else {
-                self.error(&sn_at, "a service network is named by a string");
-                continue;
-            };
-            let Ok(sn_id) = self
-                .state
-                .resolve(kind::SERVICE_NETWORK, sn_name, "SERVICE_NETWORK")
-            else {
-                self.error(&sn_at, &format!("service network {sn_name} does not exist"));
+            let Some(sn_id) = self.service_network_id(&sn_at, sn) else {
                 continue;
             };
             let associated = self
@@ -327,6 +388,156 @@ impl Applier<'_, '_> {
                     input["action"] = action;
                     self.op(&rule_at, "CreateRule", input);
                 }
+            }
+        }
+    }
+
+    fn resource_gateway(&mut self, at: &str, gw: &Value) {
+        let name = gw["name"].as_str().unwrap_or_default();
+        let id = match self.id_by_name(kind::RESOURCE_GATEWAY, name, None) {
+            Some(id) => {
+                let current = self.state.get(kind::RESOURCE_GATEWAY, &id);
+                if let Some(sg) = gw
+                    .get("securityGroupIds")
+                    .filter(|sg| current.is_some_and(|c| &c["securityGroupIds"] != *sg))
+                {
+                    self.op(
+                        at,
+                        "UpdateResourceGateway",
+                        json!({"resourceGatewayIdentifier": id, "securityGroupIds": sg}),
+                    );
+                }
+                self.retag(at, kind::RESOURCE_GATEWAY, &id, gw);
+                Some(id)
+            }
+            None => {
+                let input = pick(
+                    gw,
+                    &[
+                        "name",
+                        "vpcIdentifier",
+                        "subnetIds",
+                        "securityGroupIds",
+                        "ipAddressType",
+                        "ipv4AddressesPerEni",
+                        "resourceConfigDnsResolution",
+                        "tags",
+                    ],
+                );
+                self.op(at, "CreateResourceGateway", input)
+                    .and_then(|o| id_of(&o))
+            }
+        };
+        let Some(id) = id else { return };
+        for (i, rc) in items(gw, "resourceConfigurations") {
+            let rc_at = format!("{at}/resourceConfigurations/{i}");
+            self.resource_configuration(&rc_at, ("resourceGatewayIdentifier", &id), rc);
+        }
+    }
+
+    /// A resource configuration of a gateway, or (`parent` naming the group) a CHILD of a
+    /// GROUP; then its children and its service-network associations.
+    fn resource_configuration(&mut self, at: &str, parent: (&str, &str), rc: &Value) {
+        let (parent_key, parent_id) = parent;
+        let child = parent_key == "resourceConfigurationGroupIdentifier";
+        let name = rc["name"].as_str().unwrap_or_default();
+        let id = match self.id_by_name(kind::RESOURCE_CONFIGURATION, name, None) {
+            Some(id) => {
+                let Some(current) = self.state.get(kind::RESOURCE_CONFIGURATION, &id).cloned()
+                else {
+                    return;
+                };
+                let owner = if child {
+                    &current["resourceConfigurationGroupId"]
+                } else {
+                    &current["resourceGatewayId"]
+                };
+                if owner != parent_id {
+                    let what = if child { "group" } else { "resource gateway" };
+                    self.error(
+                        &format!("{at}/name"),
+                        &format!("resource configuration {name} already exists under another {what} ({}); names are unique", owner.as_str().unwrap_or("none")),
+                    );
+                    return;
+                }
+                let mut u = Map::new();
+                for k in [
+                    "portRanges",
+                    "resourceConfigurationDefinition",
+                    "allowAssociationToShareableServiceNetwork",
+                ] {
+                    if let Some(v) = rc.get(k).filter(|v| current.get(k) != Some(*v)) {
+                        u.insert(k.to_string(), v.clone());
+                    }
+                }
+                if !u.is_empty() {
+                    u.insert("resourceConfigurationIdentifier".into(), id.clone().into());
+                    self.op(at, "UpdateResourceConfiguration", Value::Object(u));
+                }
+                self.retag(at, kind::RESOURCE_CONFIGURATION, &id, rc);
+                Some(id)
+            }
+            None => {
+                let mut input = pick(
+                    rc,
+                    &[
+                        "name",
+                        "type",
+                        "portRanges",
+                        "protocol",
+                        "resourceConfigurationDefinition",
+                        "allowAssociationToShareableServiceNetwork",
+                        "customDomainName",
+                        "groupDomain",
+                        "tags",
+                    ],
+                );
+                if child && input.get("type").is_none() {
+                    input["type"] = "CHILD".into();
+                }
+                input[parent_key] = parent_id.into();
+                self.op(at, "CreateResourceConfiguration", input)
+                    .and_then(|o| id_of(&o))
+            }
+        };
+        let Some(id) = id else { return };
+        for (i, c) in items(rc, "children") {
+            let c_at = format!("{at}/children/{i}");
+            self.resource_configuration(&c_at, ("resourceConfigurationGroupIdentifier", &id), c);
+        }
+        for (i, sn) in items(rc, "serviceNetworks") {
+            let sn_at = format!("{at}/serviceNetworks/{i}");
+            let Some(sn_id) = self.service_network_id(&sn_at, sn) else {
+                continue;
+            };
+            let associated = self.state.all(kind::SN_RESOURCE_ASSOC).any(|a| {
+                a["resourceConfigurationId"] == id.as_str()
+                    && a["serviceNetworkId"] == sn_id.as_str()
+            });
+            if !associated {
+                self.op(
+                    &sn_at,
+                    "CreateServiceNetworkResourceAssociation",
+                    json!({"resourceConfigurationIdentifier": id, "serviceNetworkIdentifier": sn_id}),
+                );
+            }
+        }
+    }
+
+    /// The id of the service network a config names (by name or id) at `at`.
+    fn service_network_id(&mut self, at: &str, sn: &Value) -> Option<String> {
+        let Some(sn_name) = sn.as_str() else {
+            self.error(at, "a service network is named by a string");
+            return None;
+        };
+        match self
+            .state
+            .resolve(kind::SERVICE_NETWORK, sn_name, "SERVICE_NETWORK")
+        {
+            Ok(id) => Some(id),
+            Err(_) => {
+                self.error(at, &format!("service network {sn_name} does not exist"));
+                None
             }
         }
     }
@@ -514,5 +725,57 @@ mod tests {
         assert_eq!(st.all(kind::LISTENER).count(), 1);
         let tg = st.all(kind::TARGET_GROUP).next().unwrap();
         assert_eq!(tg["targets"], json!([{"id": "127.0.0.1", "port": 8080}]));
+    }
+    #[tokio::test]
+    async fn resource_gateways_nest_configurations_children_and_associations() {
+        let c = Controller::in_memory(Default::default());
+        let text = r#"{"serviceNetworks": [{"name": "data"}],
+            "resourceGateways": [{"name": "local-gw", "resourceConfigurations": [
+                {"name": "postgres", "type": "SINGLE", "portRanges": ["5432"], "serviceNetworks": ["data"],
+                 "resourceConfigurationDefinition": {"ipResource": {"ipAddress": "127.0.0.1"}}},
+                {"name": "group", "type": "GROUP", "portRanges": ["6000-6001"], "serviceNetworks": ["data"],
+                 "children": [{"name": "replica-a", "resourceConfigurationDefinition": {"dnsResource": {"domainName": "a.internal"}}}]}]}]}"#;
+        apply_text(&c, text).await.unwrap();
+        let again = apply_text(&c, text).await.unwrap();
+        assert_eq!(again["operations"], 0, "nothing left to do");
+        let st = c.state();
+        assert_eq!(st.all(kind::RESOURCE_CONFIGURATION).count(), 3);
+        assert_eq!(st.all(kind::SN_RESOURCE_ASSOC).count(), 2);
+        let group = st
+            .all(kind::RESOURCE_CONFIGURATION)
+            .find(|r| r["name"] == "group")
+            .unwrap();
+        let child = st
+            .all(kind::RESOURCE_CONFIGURATION)
+            .find(|r| r["name"] == "replica-a")
+            .unwrap();
+        assert_eq!(child["type"], "CHILD");
+        assert_eq!(child["resourceConfigurationGroupId"], group["id"]);
+
+        // A change is an update in place; an error anywhere changes nothing.
+        let moved = text.replace(r#"["5432"]"#, r#"["5433"]"#);
+        apply_text(&c, &moved).await.unwrap();
+        let ports = |st: &State| {
+            st.all(kind::RESOURCE_CONFIGURATION)
+                .find(|r| r["name"] == "postgres")
+                .unwrap()["portRanges"]
+                .clone()
+        };
+        assert_eq!(ports(&c.state()), json!(["5433"]));
+        let bad = moved
+            .replace(r#"["5433"]"#, r#"["5434"]"#)
+            .replace(r#""a.internal""#, r#""-bad-""#);
+        let err = apply_text(&c, &bad).await.unwrap_err();
+        let names: Vec<&str> = err.extra["fieldList"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            names,
+            ["/resourceGateways/0/resourceConfigurations/1/children/0/resourceConfigurationDefinition/dnsResource/domainName"]
+        );
+        assert_eq!(ports(&c.state()), json!(["5433"]), "unchanged");
     }
 }
