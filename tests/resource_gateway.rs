@@ -1070,3 +1070,233 @@ async fn forbidden_ranges_refuse_definitions_and_rebound_names() {
     let r = get(http_endpoint(&t, &(gw2.1).0).await, "x", "/").await;
     assert_eq!(r.status, 502);
 }
+
+// === Resource configurations as targets of the other engines ===
+
+/// A private HTTPS service that reports every request it gets (method, path, Host, API key and
+/// body) on a channel and answers them as JSON.
+async fn https_sink(
+    config: Arc<rustls::ServerConfig>,
+) -> (SocketAddr, tokio::sync::mpsc::UnboundedReceiver<Value>) {
+    use http_body_util::{BodyExt, Full};
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(config);
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = l.accept().await {
+            let (acceptor, tx) = (acceptor.clone(), tx.clone());
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let svc =
+                    hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
+                        let tx = tx.clone();
+                        async move {
+                            let (parts, body) = req.into_parts();
+                            let body = body.collect().await.unwrap().to_bytes();
+                            let header = |n: &str| {
+                                parts
+                                    .headers
+                                    .get(n)
+                                    .and_then(|v| v.to_str().ok())
+                                    .map(str::to_string)
+                            };
+                            let seen = serde_json::json!({
+                                "method": parts.method.as_str(),
+                                "path": parts.uri.path(),
+                                "host": header("host"),
+                                "apiKey": header("x-api-key"),
+                                "body": String::from_utf8_lossy(&body),
+                            });
+                            let _ = tx.send(seen.clone());
+                            let mut resp = http::Response::new(Full::new(bytes::Bytes::from(
+                                seen.to_string(),
+                            )));
+                            resp.headers_mut().insert(
+                                http::header::CONTENT_TYPE,
+                                "application/json".parse().unwrap(),
+                            );
+                            Ok::<_, Infallible>(resp)
+                        }
+                    });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(tls), svc)
+                    .await;
+            });
+        }
+    });
+    (addr, rx)
+}
+
+/// The whole chain of issue 6's fifth point: an EventBridge connection whose
+/// `ResourceConfigurationArn` names a private HTTPS service's resource configuration carries an
+/// event rule's API destination and a Step Functions `http:invoke` Task to it, with TLS
+/// originated by Trellis against the service's own CA.
+#[tokio::test]
+async fn event_rules_and_workflow_tasks_reach_a_private_api_through_its_resource_configuration() {
+    use aws_sdk_eventbridge::types as eb;
+    let (ca, server_config) = pki(&["orders.internal"]);
+    let (service, mut seen) = https_sink(server_config).await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("certificates")).unwrap();
+    std::fs::write(dir.path().join("certificates/orders-ca.pem"), ca).unwrap();
+    let t = Trellis::start(dir.path(), &[]);
+    let lattice = t.lattice();
+    // The service's certificate names orders.internal; it is reached at 127.0.0.1, so the
+    // configuration names the address and sets the name to verify (and send as SNI).
+    let ((_, rc_arn), _) = expose_tagged(
+        &lattice,
+        "orders-api",
+        ip("127.0.0.1"),
+        service.port(),
+        &[
+            ("trellis:protocol", "HTTPS"),
+            ("trellis:ca-certificate", "orders-ca.pem"),
+            ("trellis:tls-server-name", "orders.internal"),
+        ],
+    )
+    .await;
+
+    let events = aws_client!(aws_sdk_eventbridge, &t);
+    let conn = events
+        .create_connection()
+        .name("orders-private")
+        .authorization_type(eb::ConnectionAuthorizationType::ApiKey)
+        .auth_parameters(
+            eb::CreateConnectionAuthRequestParameters::builder()
+                .api_key_auth_parameters(
+                    eb::CreateConnectionApiKeyAuthRequestParameters::builder()
+                        .api_key_name("x-api-key")
+                        .api_key_value("k-123")
+                        .build()
+                        .unwrap(),
+                )
+                .build(),
+        )
+        .invocation_connectivity_parameters(
+            eb::ConnectivityResourceParameters::builder()
+                .resource_parameters(
+                    eb::ConnectivityResourceConfigurationArn::builder()
+                        .resource_configuration_arn(&rc_arn)
+                        .build()
+                        .unwrap(),
+                )
+                .build(),
+        )
+        .send()
+        .await
+        .expect("create a private connection");
+    let conn_arn = conn.connection_arn().unwrap().to_string();
+
+    // An event rule → API destination over the private connection.
+    let dest = events
+        .create_api_destination()
+        .name("orders-hook")
+        .connection_arn(&conn_arn)
+        .invocation_endpoint("https://orders.internal/v1/events")
+        .http_method(eb::ApiDestinationHttpMethod::Post)
+        .send()
+        .await
+        .expect("create API destination");
+    events
+        .put_rule()
+        .name("orders")
+        .event_pattern(r#"{"source":["shop"]}"#)
+        .send()
+        .await
+        .unwrap();
+    events
+        .put_targets()
+        .rule("orders")
+        .targets(
+            eb::Target::builder()
+                .id("hook")
+                .arn(dest.api_destination_arn().unwrap())
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let put = events
+        .put_events()
+        .entries(
+            eb::PutEventsRequestEntry::builder()
+                .source("shop")
+                .detail_type("OrderPlaced")
+                .detail(r#"{"order":7}"#)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(put.failed_entry_count(), 0);
+    let got = tokio::time::timeout(Duration::from_secs(20), seen.recv())
+        .await
+        .expect("the rule's event reaches the private API")
+        .unwrap();
+    assert_eq!(got["method"], "POST", "{got}");
+    assert_eq!(got["path"], "/v1/events");
+    // The resource's name (and its port, not the default one), never the URL's authority.
+    let host = format!("orders.internal:{}", service.port());
+    assert_eq!(got["host"], host.as_str());
+    assert_eq!(got["apiKey"], "k-123", "the connection's key");
+    let event: Value = serde_json::from_str(got["body"].as_str().unwrap()).unwrap();
+    assert_eq!(event["detail"]["order"], 7, "{event}");
+
+    // A workflow's HTTP Task over the same connection.
+    let sfn = aws_client!(aws_sdk_sfn, &t);
+    let definition = serde_json::json!({"StartAt": "Call", "States": {"Call": {
+        "Type": "Task", "Resource": "arn:aws:states:::http:invoke",
+        "Parameters": {"ApiEndpoint": "https://orders.internal/v1/orders/42", "Method": "PUT",
+            "Authentication": {"ConnectionArn": conn_arn}, "RequestBody": {"status": "paid"}},
+        "End": true}}});
+    // STANDARD and StartExecution: the SDK sends StartSyncExecution to a `sync-` host
+    // prefix that does not resolve for 127.0.0.1 (see tests/step_functions.rs).
+    let sm = sfn
+        .create_state_machine()
+        .name("pay")
+        .role_arn("arn:aws:iam::000000000000:role/sfn")
+        .definition(definition.to_string())
+        .send()
+        .await
+        .expect("create state machine");
+    let started = sfn
+        .start_execution()
+        .state_machine_arn(sm.state_machine_arn())
+        .input("{}")
+        .send()
+        .await
+        .expect("start execution");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let out = loop {
+        let d = sfn
+            .describe_execution()
+            .execution_arn(started.execution_arn())
+            .send()
+            .await
+            .expect("describe execution");
+        if d.status() != &aws_sdk_sfn::types::ExecutionStatus::Running
+            || tokio::time::Instant::now() > deadline
+        {
+            break d;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(
+        out.status(),
+        &aws_sdk_sfn::types::ExecutionStatus::Succeeded,
+        "{out:?}"
+    );
+    let result: Value = serde_json::from_str(out.output().unwrap()).unwrap();
+    assert_eq!(result["StatusCode"], 200, "{result}");
+    assert_eq!(result["ResponseBody"]["method"], "PUT", "{result}");
+    assert_eq!(result["ResponseBody"]["path"], "/v1/orders/42");
+    assert_eq!(result["ResponseBody"]["apiKey"], "k-123");
+    assert_eq!(
+        serde_json::from_str::<Value>(result["ResponseBody"]["body"].as_str().unwrap()).unwrap(),
+        serde_json::json!({"status": "paid"})
+    );
+}
