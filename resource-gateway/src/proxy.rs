@@ -7,7 +7,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Map, Value};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use std::io::ErrorKind;
+
+use tokio::io::{AsyncWriteExt, Interest};
+use tokio::net::tcp::{ReadHalf, WriteHalf};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 
@@ -232,24 +235,38 @@ async fn pump(
     }
 }
 
-async fn copy<R, W>(
-    r: &mut R,
-    w: &mut W,
+/// Copies `r` to `w` until `r` ends, then half-closes `w`.
+///
+/// A read that fills less than the buffer has drained the socket, so the read readiness is
+/// cleared there and then instead of by one more `read` that would only answer `EAGAIN`: for
+/// the small request/answer exchanges of database protocols that saves a third of the system
+/// calls. Clearing is safe: Tokio clears only the readiness it saw, and data that arrives
+/// later raises a new edge.
+async fn copy(
+    r: &mut ReadHalf<'_>,
+    w: &mut WriteHalf<'_>,
     total: &AtomicU64,
     metric: &AtomicU64,
     last: &AtomicU64,
     start: Instant,
-) -> std::io::Result<()>
-where
-    R: AsyncRead + Unpin,
-    W: AsyncWrite + Unpin,
-{
+) -> std::io::Result<()> {
     let mut buf = vec![0u8; BUFFER];
+    let socket: &TcpStream = r.as_ref();
     loop {
-        let n = r.read(&mut buf).await?;
+        socket.readable().await?;
+        let n = match socket.try_read(&mut buf) {
+            Ok(n) => n,
+            Err(e) if e.kind() == ErrorKind::WouldBlock => continue,
+            Err(e) => return Err(e),
+        };
         if n == 0 {
             let _ = w.shutdown().await;
             return Ok(());
+        }
+        if n < buf.len() {
+            let _ = socket.try_io(Interest::READABLE, || {
+                Err::<(), _>(ErrorKind::WouldBlock.into())
+            });
         }
         w.write_all(&buf[..n]).await?;
         total.fetch_add(n as u64, Relaxed);

@@ -1,0 +1,86 @@
+#!/usr/bin/env bash
+# Warm synchronous invokes of the same `lambda_runtime` echo function
+# (functions/tests/fixtures/echo-fn, release build) through Trellis's Lambda API and through
+# `cargo lambda watch`, interleaved: p50/p99 latency with one client, then throughput and CPU
+# per invoke with several. Loopback only, every run bounded in time.
+#   bench/invoke-bench.sh [-d seconds] [-c clients] [-r rounds]
+# Needs: target/release/trellis (cargo build --release), cargo-lambda (pip install
+# cargo-lambda), wrk, curl, zip.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+root=$here/..
+secs=10 clients=8 rounds=3
+while getopts d:c:r: o; do case $o in
+    d) secs=$OPTARG ;; c) clients=$OPTARG ;; r) rounds=$OPTARG ;;
+    *) sed -n 2,8p "$0"; exit 2 ;; esac; done
+bin=$root/target/release/trellis
+[ -x "$bin" ] || { echo "build first: cargo build --release" >&2; exit 2; }
+work=$(mktemp -d)
+pids=()
+trap 'kill "${pids[@]}" 2>/dev/null; wait 2>/dev/null; rm -rf "$work"' EXIT
+
+fixture=$root/functions/tests/fixtures/echo-fn
+echo "== building the echo function (release)" >&2
+cargo build --quiet --release --manifest-path "$fixture/Cargo.toml" --target-dir "$root/target/echo-fn"
+(cd "$work" && cp "$root/target/echo-fn/release/bootstrap" . && zip -q echo.zip bootstrap)
+
+echo "== starting trellis" >&2
+"$bin" serve --data-dir "$work/data" --api 127.0.0.1:0 --listen 127.0.0.1:0 --listen-tls 127.0.0.1:0 \
+    > "$work/ready" 2> "$work/trellis.log" &
+pids+=($!); trellis_pid=$!
+for _ in $(seq 100); do grep -q ready "$work/ready" 2>/dev/null && break; sleep 0.1; done
+api=$(sed 's/.*"api":"\([^"]*\)".*/\1/' "$work/ready")
+printf '{"FunctionName":"echo","Runtime":"provided.al2023","Handler":"bootstrap","Role":"arn:aws:iam::000000000000:role/bench","MemorySize":256,"Code":{"ZipFile":"%s"}}' \
+    "$(base64 -w0 "$work/echo.zip")" > "$work/create.json"
+curl -sf -X POST "http://$api/2015-03-31/functions" -H 'Content-Type: application/json' \
+    --data-binary @"$work/create.json" > /dev/null
+# Reserved concurrency as many as the clients, so both sides can run that many workers.
+curl -sf -X PUT "http://$api/2017-10-31/functions/echo/concurrency" -H 'Content-Type: application/json' \
+    -d "{\"ReservedConcurrentExecutions\":$clients}" > /dev/null
+
+echo "== starting cargo lambda watch (release)" >&2
+(cd "$fixture" && exec cargo-lambda lambda watch --release --ignore-changes --quiet \
+    --invoke-address 127.0.0.1 --invoke-port 19100 --concurrency "$clients" \
+    --target-dir "$root/target/echo-fn-watch") > "$work/watch.log" 2>&1 &
+pids+=($!); watch_pid=$!
+for _ in $(seq 600); do
+    curl -sf -X POST http://127.0.0.1:19100/2015-03-31/functions/bootstrap/invocations -d '{}' \
+        > /dev/null 2>&1 && break
+    sleep 1
+done
+
+declare -A url=(
+    [trellis]="http://$api/2015-03-31/functions/echo/invocations"
+    [watch]="http://127.0.0.1:19100/2015-03-31/functions/bootstrap/invocations"
+)
+declare -A pid=([trellis]=$trellis_pid [watch]=$watch_pid)
+
+# CPU (user+system ticks) of a process and all its descendants.
+tree_ticks() {
+    local total=0 p
+    for p in $(pstree -p "$1" | grep -o '([0-9]*)' | tr -d '()'); do
+        total=$(( total + $(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null || echo 0) ))
+    done
+    echo $total
+}
+hz=$(getconf CLK_TCK)
+
+printf '| target | clients | invokes/s | p50 | p99 | CPU µs/invoke |\n|---|---|---|---|---|---|\n'
+for round in $(seq "$rounds"); do
+    for name in trellis watch; do
+        for c in 1 "$clients"; do
+            wrk -t1 -c"$c" -d2s -s "$here/invoke.lua" "${url[$name]}" > /dev/null  # warm-up
+            before=$(tree_ticks "${pid[$name]}")
+            out=$(timeout $(( secs + 30 )) wrk -t1 -c"$c" -d"${secs}s" --latency -s "$here/invoke.lua" "${url[$name]}")
+            after=$(tree_ticks "${pid[$name]}")
+            rps=$(awk '/Requests\/sec/ {print $2}' <<< "$out")
+            total=$(awk '/requests in/ {print $1}' <<< "$out")
+            p50=$(awk '$1=="50%" {print $2}' <<< "$out")
+            p99=$(awk '$1=="99%" {print $2}' <<< "$out")
+            errors=$(awk '/Non-2xx|Socket errors/ {print}' <<< "$out")
+            cpu=$(awk -v t=$(( after - before )) -v hz="$hz" -v n="$total" 'BEGIN { printf "%.1f", t / hz * 1e6 / n }')
+            printf '| %s | %s | %s | %s | %s | %s |%s\n' "$name" "$c" "$rps" "$p50" "$p99" "$cpu" \
+                "${errors:+ $errors}"
+        done
+    done
+done
