@@ -19,9 +19,19 @@ impl Drop for Running {
 
 fn post(path: &str, body: &str) -> serde_json::Value {
     let out = Command::new("curl")
-        .args(["-sS", "--max-time", "20", "-H", "Host: monitor.payments.internal"])
+        .args([
+            "-sS",
+            "--max-time",
+            "20",
+            "-H",
+            "Host: monitor.payments.internal",
+        ])
         .arg(format!("http://127.0.0.1:8080{path}"))
-        .args(if body.is_empty() { vec![] } else { vec!["-d", body] })
+        .args(if body.is_empty() {
+            vec![]
+        } else {
+            vec!["-d", body]
+        })
         .output()
         .expect("run curl");
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
@@ -50,7 +60,10 @@ fn the_fraud_detection_example_scores_transactions() {
     let _running = Running(child);
     let mut ready = String::new();
     BufReader::new(stdout).read_line(&mut ready).unwrap();
-    assert!(ready.contains("\"ready\":true"), "readiness line: {ready:?}");
+    assert!(
+        ready.contains("\"ready\":true"),
+        "readiness line: {ready:?}"
+    );
 
     let card = format!("test-{}", std::process::id());
     let first = post(
@@ -64,9 +77,16 @@ fn the_fraud_detection_example_scores_transactions() {
         "/transactions",
         &format!(r#"{{"card":"{card}","amount":950.0,"merchant":"jeweller","country":"BR"}}"#),
     );
-    assert_eq!(second["recent"]["count"], 1, "the first one was stored: {second}");
+    assert_eq!(
+        second["recent"]["count"], 1,
+        "the first one was stored: {second}"
+    );
     assert_eq!(second["verdict"]["decision"], "decline", "{second}");
-    assert_eq!(second["verdict"]["reasons"].as_array().unwrap().len(), 2, "{second}");
+    assert_eq!(
+        second["verdict"]["reasons"].as_array().unwrap().len(),
+        2,
+        "{second}"
+    );
 
     let history = post(&format!("/transactions/{card}"), "");
     let rows = history["transactions"].as_array().unwrap();
@@ -75,5 +95,8 @@ fn the_fraud_detection_example_scores_transactions() {
 
     // Bad input gets a clear 400 from the service, through the data plane.
     let bad = post("/transactions", r#"{"amount":"lots"}"#);
-    assert!(bad["message"].as_str().unwrap().contains("required"), "{bad}");
+    assert!(
+        bad["message"].as_str().unwrap().contains("required"),
+        "{bad}"
+    );
 }
