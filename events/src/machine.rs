@@ -263,6 +263,25 @@ fn branch_matches(
     leaves: &[Leaf],
     by_field: &HashMap<FieldId, Vec<u32>>,
 ) -> bool {
+    // Fast path, without allocating: when every condition is required and no value it matched
+    // sits in an array element, any choice of values is consistent.
+    let mut simple = true;
+    for slot in &branch.slots {
+        let mut hit = false;
+        for &e in &slot.entries {
+            if let Some(ls) = matched.get(&((slot.field as u64) << 32 | e as u64)) {
+                hit = true;
+                simple &= ls.iter().all(|&l| leaves[l as usize].membership.is_empty());
+            }
+        }
+        if !hit && !slot.absent {
+            return false;
+        }
+        simple &= !slot.absent;
+    }
+    if simple {
+        return true;
+    }
     let mut per_slot: Vec<Vec<u32>> = Vec::with_capacity(branch.slots.len());
     for slot in &branch.slots {
         let mut hits = Vec::new();
