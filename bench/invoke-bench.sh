@@ -39,11 +39,12 @@ curl -sf -X PUT "http://$api/2017-10-31/functions/echo/concurrency" -H 'Content-
     -d "{\"ReservedConcurrentExecutions\":$clients}" > /dev/null
 
 echo "== starting cargo lambda watch (release)" >&2
-(cd "$fixture" && exec cargo-lambda lambda watch --release --ignore-changes --quiet \
-    --invoke-address 127.0.0.1 --invoke-port 19100 --concurrency "$clients" \
-    --target-dir "$root/target/echo-fn-watch") > "$work/watch.log" 2>&1 &
+(cd "$fixture" && CARGO_TARGET_DIR="$root/target/echo-fn-watch" exec cargo-lambda lambda watch \
+    --release --ignore-changes --quiet --invoke-address 127.0.0.1 --invoke-port 19100 \
+    --concurrency "$clients") > "$work/watch.log" 2>&1 &
 pids+=($!); watch_pid=$!
 for _ in $(seq 600); do
+    kill -0 "$watch_pid" 2>/dev/null || { echo "cargo lambda watch exited:" >&2; cat "$work/watch.log" >&2; exit 1; }
     curl -sf -X POST http://127.0.0.1:19100/2015-03-31/functions/bootstrap/invocations -d '{}' \
         > /dev/null 2>&1 && break
     sleep 1
@@ -58,7 +59,7 @@ declare -A pid=([trellis]=$trellis_pid [watch]=$watch_pid)
 # CPU (user+system ticks) of a process and all its descendants.
 tree_ticks() {
     local total=0 p
-    for p in $(pstree -p "$1" | grep -o '([0-9]*)' | tr -d '()'); do
+    for p in $(pstree -p -T "$1" | grep -o '([0-9]*)' | tr -d '()'); do
         total=$(( total + $(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null || echo 0) ))
     done
     echo $total
