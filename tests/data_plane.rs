@@ -214,6 +214,81 @@ async fn bad_routes_and_broken_targets_get_gateway_statuses() {
 }
 
 #[tokio::test]
+async fn circuit_breaker_queues_up_to_max_pending_then_answers_503() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = Trellis::start(dir.path(), &[]);
+    let c = t.lattice();
+    let echo = Echo::start("busy").await;
+    // One request in flight, one more may wait for it; a third finds the line full.
+    let tg = c
+        .create_target_group()
+        .name("busy-tg")
+        .r#type(TargetGroupType::Ip)
+        .config(
+            TargetGroupConfig::builder()
+                .port(echo.addr.port() as i32)
+                .health_check(HealthCheckConfig::builder().enabled(false).build())
+                .build(),
+        )
+        .tags("trellis:max-requests", "1")
+        .tags("trellis:max-pending", "1")
+        .send()
+        .await
+        .unwrap();
+    c.register_targets()
+        .target_group_identifier(tg.id().unwrap())
+        .targets(
+            Target::builder()
+                .id("127.0.0.1")
+                .port(echo.addr.port() as i32)
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let (_, dns, _) = service(&c, "busy", forward(&[(tg.id().unwrap(), 1)])).await;
+
+    let listen = t.listen;
+    let timed = |path: &'static str| {
+        let dns = dns.clone();
+        tokio::spawn(async move {
+            let start = std::time::Instant::now();
+            let status = get(listen, &dns, path).await.status;
+            (status, start.elapsed())
+        })
+    };
+    let first = timed("/?delay=1500");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let second = timed("/");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (status, took) = timed("/").await.unwrap();
+    assert_eq!(status, 503, "the third request finds the line full");
+    assert!(
+        took < Duration::from_millis(500),
+        "and is answered at once: {took:?}"
+    );
+    assert_eq!(first.await.unwrap().0, 200);
+    let (status, waited) = second.await.unwrap();
+    assert_eq!(
+        status, 200,
+        "the waiting request is served once the slot frees"
+    );
+    assert!(
+        waited > Duration::from_millis(800),
+        "it waited for the first: {waited:?}"
+    );
+
+    let metrics = get(t.api, "localhost", "/metrics").await;
+    let text = String::from_utf8_lossy(&metrics.body);
+    let overflow = format!(
+        "trellis_target_group_overflows_total{{target_group=\"{}\"}} 1",
+        tg.arn().unwrap()
+    );
+    assert!(text.contains(&overflow), "{text}");
+}
+
+#[tokio::test]
 async fn health_checks_remove_a_dead_target_and_restore_it() {
     let dir = tempfile::tempdir().unwrap();
     let t = Trellis::start(dir.path(), &[]);

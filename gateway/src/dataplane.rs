@@ -15,14 +15,15 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 
 pub mod access_log;
+pub mod h1_pool;
 pub mod health;
 pub mod lambda;
 pub mod metrics;
 pub mod proxy;
 pub mod route;
 pub mod server;
-pub mod target_group;
 pub mod service_target;
+pub mod target_group;
 pub mod tls;
 pub mod upstream_tls;
 
@@ -42,15 +43,15 @@ pub struct DataPlane {
     pub targets: Arc<trellis_core::target::TargetRegistry>,
     /// The region in Lattice events.
     pub region: String,
-}
     /// Services registered as targets (by ARN and host) on every publish.
     pub service_targets: service_target::ServiceTargets,
+}
 
-/// Pooled upstream clients. Each data-plane thread has its own (see [`Upstreams::with`]), so a
-/// request, its pooled connection and that connection's task stay on one thread.
+/// Pooled upstream clients for HTTP/2 and TLS target groups (plain HTTP/1.1 ones use
+/// [`h1_pool`]). Each data-plane thread has its own (see [`Upstreams::with`]), so a request, its
+/// pooled connection and that connection's task stay on one thread.
 #[derive(Clone)]
 pub struct Upstreams {
-    pub h1: Client<HttpConnector, Body>,
     pub h2: Client<HttpConnector, Body>,
     pub h1_tls: Client<upstream_tls::HttpsConnector, Body>,
     pub h2_tls: Client<upstream_tls::HttpsConnector, Body>,
@@ -69,10 +70,6 @@ impl Upstreams {
         connector.set_connect_timeout(Some(std::time::Duration::from_secs(10)));
         let idle = std::time::Duration::from_secs(60);
         Self {
-            h1: Client::builder(TokioExecutor::new())
-                .pool_idle_timeout(idle)
-                .pool_max_idle_per_host(256)
-                .build(connector.clone()),
             h2: Client::builder(TokioExecutor::new())
                 .http2_only(true)
                 .pool_idle_timeout(idle)
@@ -103,10 +100,10 @@ impl DataPlane {
             runtimes: Arc::new(target_group::Runtimes::new(metrics.clone())),
             metrics,
             access_log,
-            service_targets: service_target::ServiceTargets::default(),
             cert_dir,
             targets: Arc::new(trellis_core::target::TargetRegistry::default()),
             region: "us-east-1".into(),
+            service_targets: service_target::ServiceTargets::default(),
         }
     }
 
@@ -123,9 +120,9 @@ impl DataPlane {
 
     /// Compiles `state` and swaps the new route table in.
     pub fn publish(&self, state: &crate::lattice::State) {
-        self.service_targets.sync(state, &self.targets);
         let table =
             route::RouteTable::compile(state, &self.runtimes, &self.metrics, &self.cert_dir);
         self.routes.store(Arc::new(table));
+        self.service_targets.sync(state, &self.targets);
     }
 }

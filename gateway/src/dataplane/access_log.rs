@@ -16,7 +16,6 @@ pub struct AccessLog {
 pub struct Entry<'a> {
     pub summary: RequestSummary,
     pub conn: &'a ConnInfo,
-    pub host: &'a str,
     pub start: Instant,
     pub served: &'a Served<'a>,
 }
@@ -64,7 +63,7 @@ impl AccessLog {
             "requestMethod": s.method.as_str(),
             "requestPath": s.path,
             "protocol": format!("{:?}", s.version),
-            "hostHeader": e.host,
+            "hostHeader": s.host,
             "tlsInbound": e.conn.tls,
             "userAgent": s.user_agent,
             "responseCode": e.served.status,

@@ -13,7 +13,7 @@ use hyper::body::Incoming;
 
 use super::route::{Action, Resolved, RulePolicy, WeightedGroup};
 use super::target_group::{Endpoint, Outcome, TargetGroupRuntime, Version as UpVersion};
-use super::{Body, DataPlane};
+use super::{Body, BoxError, DataPlane};
 
 /// What forwarding produced: the answer, the target that gave it, and how long it took.
 type Forwarded = (Response<Body>, Option<Arc<Endpoint>>, Option<Duration>);
@@ -47,8 +47,9 @@ static LATTICE_NETWORK: HeaderName = HeaderName::from_static("x-amzn-lattice-net
 static LATTICE_TARGET: HeaderName = HeaderName::from_static("x-amzn-lattice-target");
 static LATTICE_IDENTITY: HeaderName = HeaderName::from_static("x-amzn-lattice-identity");
 
-/// Headers that describe one hop and are never forwarded.
-const HOP_BY_HOP: [HeaderName; 6] = [
+/// Headers that describe one hop and are never forwarded (`connection` first: see
+/// [`strip_hop_by_hop`]).
+static HOP_BY_HOP: [HeaderName; 6] = [
     header::CONNECTION,
     HeaderName::from_static("keep-alive"),
     HeaderName::from_static("proxy-connection"),
@@ -70,6 +71,8 @@ pub struct Served<'a> {
 
 /// The parts of a request the access log needs, taken before the request is forwarded.
 pub struct RequestSummary {
+    /// The host the request addressed, lowercase, without port.
+    pub host: String,
     pub method: Method,
     pub path: String,
     pub version: Version,
@@ -78,8 +81,9 @@ pub struct RequestSummary {
 }
 
 impl RequestSummary {
-    fn of(req: &Request<Incoming>) -> Self {
+    fn of(req: &Request<Incoming>, host: &str) -> Self {
         Self {
+            host: host.to_ascii_lowercase(),
             method: req.method().clone(),
             path: req.uri().path().to_string(),
             version: req.version(),
@@ -118,9 +122,12 @@ impl DataPlane {
         let start = Instant::now();
         let table = self.routes.load_full();
         let (host, port) = host_and_port(&req, conn.tls);
-        let summary = self.access_log.as_ref().map(|_| RequestSummary::of(&req));
+        let summary = self
+            .access_log
+            .as_ref()
+            .map(|_| RequestSummary::of(&req, host));
         let resolved = table.resolve(
-            &host,
+            host,
             port,
             conn.tls,
             req.method(),
@@ -135,7 +142,7 @@ impl DataPlane {
                 StatusCode::NOT_FOUND,
                 "Not Found: no service listens for this host and port\n",
             );
-            self.log(summary, conn, &host, start, &Served::status(404));
+            self.log(summary, conn, start, &Served::status(404));
             return resp;
         };
         let mut served = Served::status(0);
@@ -173,7 +180,7 @@ impl DataPlane {
             .service
             .metrics
             .record(served.status, start.elapsed().as_micros() as u64);
-        self.log(summary, conn, &host, start, &served);
+        self.log(summary, conn, start, &served);
         resp
     }
 
@@ -181,7 +188,6 @@ impl DataPlane {
         &self,
         summary: Option<RequestSummary>,
         conn: &ConnInfo,
-        host: &str,
         start: Instant,
         served: &Served<'_>,
     ) {
@@ -189,7 +195,6 @@ impl DataPlane {
             log.write(&super::access_log::Entry {
                 summary,
                 conn,
-                host,
                 start,
                 served,
             });
@@ -220,19 +225,41 @@ impl DataPlane {
                 None,
             );
         }
-        if tg.in_flight.load(Ordering::Relaxed) >= tg.breaker.max_requests {
-            tg.metrics.overflows.fetch_add(1, Ordering::Relaxed);
-            return (
-                text(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "Service Unavailable: circuit breaker open\n",
-                ),
-                None,
-                None,
-            );
-        }
-        let (parts, body) = req.into_parts();
         let policy = resolved.policy;
+        // The circuit breaker: a slot at once, or a wait in line that counts toward the timeout.
+        let admitted = match (tg.try_admit(), policy.timeout_ms) {
+            (Some(slot), _) => Ok(Some(slot)),
+            (None, Some(ms)) => tokio::time::timeout(Duration::from_millis(ms), tg.admit())
+                .await
+                .map_err(|_| ()),
+            (None, None) => Ok(tg.admit().await),
+        };
+        let _slot = match admitted {
+            Ok(Some(slot)) => slot,
+            Ok(None) => {
+                tg.metrics.overflows.fetch_add(1, Ordering::Relaxed);
+                return (
+                    text(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "Service Unavailable: circuit breaker open\n",
+                    ),
+                    None,
+                    None,
+                );
+            }
+            Err(()) => {
+                tg.metrics.timeouts.fetch_add(1, Ordering::Relaxed);
+                return (
+                    text(
+                        StatusCode::GATEWAY_TIMEOUT,
+                        "Gateway Timeout: no target was free in time\n",
+                    ),
+                    None,
+                    None,
+                );
+            }
+        };
+        let (parts, body) = req.into_parts();
         // Only requests that can be sent again unchanged are retried: idempotent, no body.
         let retriable = is_idempotent(&parts.method)
             && http_body::Body::is_end_stream(&body)
@@ -252,11 +279,8 @@ impl DataPlane {
             .path_and_query()
             .cloned()
             .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/"));
-        let scheme = if tg.https {
-            http::uri::Scheme::HTTPS
-        } else {
-            http::uri::Scheme::HTTP
-        };
+        // Plain HTTP/1.1 groups use this thread's own connection pool (see `send_upstream`).
+        let direct_h1 = !tg.https && tg.version == UpVersion::Http1;
         let mut last: Option<Forwarded> = None;
 
         for attempt in 0..attempts {
@@ -274,53 +298,63 @@ impl DataPlane {
                 tg.metrics.retries.fetch_add(1, Ordering::Relaxed);
             }
             let _retry_guard = (attempt > 0).then(|| InFlight::enter(&tg.retries_in_flight));
-            let version = if tg.version == UpVersion::Http1 {
-                Version::HTTP_11
-            } else {
-                Version::HTTP_2
-            };
-            let uri = http::Uri::builder()
-                .scheme(scheme.clone())
-                .authority(ep.authority.clone())
-                .path_and_query(path_and_query.clone())
-                .build();
             let up_body: Body = match body.take() {
                 Some(b) => b.map_err(Into::into).boxed(),
-                None => Empty::new().map_err(|never| match never {}).boxed(),
+                None => empty_body(),
             };
             let mut up = Request::new(up_body);
             *up.method_mut() = parts.method.clone();
-            *up.uri_mut() = match uri {
-                Ok(u) => u,
-                Err(_) => {
-                    return (
-                        text(StatusCode::BAD_REQUEST, "Bad Request: invalid path\n"),
-                        None,
-                        None,
-                    )
-                }
-            };
-            *up.version_mut() = version;
             // The last attempt takes the headers; earlier ones send a copy.
             *up.headers_mut() = if attempt + 1 == attempts {
                 headers.take().unwrap_or_default()
             } else {
                 headers.clone().unwrap_or_default()
             };
+            if tg.version != UpVersion::Http1 {
+                *up.version_mut() = Version::HTTP_2;
+            }
+            if direct_h1 {
+                // Straight onto a connection: origin-form, and a `Host` (h2 clients send none).
+                *up.uri_mut() = http::Uri::from(path_and_query.clone());
+                if !up.headers().contains_key(header::HOST) {
+                    up.headers_mut()
+                        .insert(header::HOST, ep.host_header.clone());
+                }
+            } else {
+                let scheme = if tg.https {
+                    http::uri::Scheme::HTTPS
+                } else {
+                    http::uri::Scheme::HTTP
+                };
+                let uri = http::Uri::builder()
+                    .scheme(scheme)
+                    .authority(ep.authority.clone())
+                    .path_and_query(path_and_query.clone())
+                    .build();
+                match uri {
+                    Ok(u) => *up.uri_mut() = u,
+                    Err(_) => {
+                        return (
+                            text(StatusCode::BAD_REQUEST, "Bad Request: invalid path\n"),
+                            None,
+                            None,
+                        )
+                    }
+                }
+            }
 
-            // Guards, not paired adds: a client that goes away drops this future midway.
+            // A guard, not paired adds: a client that goes away drops this future midway.
             let ep_guard = InFlight::enter(&ep.outstanding);
-            let tg_guard = InFlight::enter(&tg.in_flight);
             tg.metrics.requests.fetch_add(1, Ordering::Relaxed);
             let sent = Instant::now();
-            let call = self.send_upstream(tg, up);
+            let call = send_upstream(tg, ep, up);
             let result = match policy.timeout_ms {
                 Some(ms) => tokio::time::timeout(Duration::from_millis(ms), call)
                     .await
                     .ok(),
                 None => Some(call.await),
             };
-            drop((ep_guard, tg_guard));
+            drop(ep_guard);
             let target = Some(ep.clone());
             let took = Some(sent.elapsed());
             match result {
@@ -372,13 +406,8 @@ impl DataPlane {
                             strip_hop_by_hop(&mut p.headers, true);
                             return (Response::from_parts(p, empty_body()), target, took);
                         }
-                        let (mut p, b) = resp.into_parts();
-                        strip_hop_by_hop(&mut p.headers, false);
-                        return (
-                            Response::from_parts(p, b.map_err(Into::into).boxed()),
-                            target,
-                            took,
-                        );
+                        strip_hop_by_hop(resp.headers_mut(), false);
+                        return (resp, target, took);
                     }
                     last = Some((
                         Response::from_parts(resp.into_parts().0, empty_body()),
@@ -451,21 +480,26 @@ impl DataPlane {
             }
         }
     }
+}
 
-    /// The pooled client for the group's protocol and version.
-    fn send_upstream(
-        &self,
-        tg: &TargetGroupRuntime,
-        req: Request<Body>,
-    ) -> hyper_util::client::legacy::ResponseFuture {
-        let http1 = tg.version == UpVersion::Http1;
-        super::Upstreams::with(|u| match (tg.https, http1) {
-            (false, true) => u.h1.request(req),
-            (false, false) => u.h2.request(req),
-            (true, true) => u.h1_tls.request(req),
-            (true, false) => u.h2_tls.request(req),
-        })
+/// One attempt to `ep`: plain HTTP/1.1 over this thread's connection pool
+/// ([`super::h1_pool`]), HTTP/2 and TLS over hyper-util's pooled clients.
+async fn send_upstream(
+    tg: &TargetGroupRuntime,
+    ep: &Endpoint,
+    req: Request<Body>,
+) -> Result<Response<Body>, BoxError> {
+    let http1 = tg.version == UpVersion::Http1;
+    if http1 && !tg.https {
+        let resp = super::h1_pool::send(ep.addr, req).await?;
+        return Ok(resp.map(|b| b.map_err(Into::into).boxed()));
     }
+    let call = super::Upstreams::with(|u| match (tg.https, http1) {
+        (false, _) => u.h2.request(req),
+        (true, true) => u.h1_tls.request(req),
+        (true, false) => u.h2_tls.request(req),
+    });
+    Ok(call.await?.map(|b| b.map_err(Into::into).boxed()))
 }
 
 /// The retry budget: retries in flight stay under a fifth of the group's requests (at least
@@ -519,21 +553,33 @@ fn forwarded_headers(
     target_header: &HeaderValue,
     upgrade: bool,
 ) -> HeaderMap {
-    let forged: Vec<HeaderName> = h
-        .keys()
-        .filter(|k| k.as_str().starts_with("x-amzn-lattice-"))
-        .cloned()
-        .collect();
-    for k in forged {
-        h.remove(k);
+    // One pass over the names (no hashing) says whether there is anything to remove or extend.
+    let mut forged = false;
+    let mut xff = false;
+    for k in h.keys() {
+        forged |= k.as_str().starts_with("x-amzn-lattice-");
+        xff |= k == X_FORWARDED_FOR;
+    }
+    if forged {
+        let names: Vec<HeaderName> = h
+            .keys()
+            .filter(|k| k.as_str().starts_with("x-amzn-lattice-"))
+            .cloned()
+            .collect();
+        for k in names {
+            h.remove(k);
+        }
     }
     strip_hop_by_hop(&mut h, upgrade);
     if upgrade {
         h.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
     }
-    let xff = match h.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
-        Some(prev) => HeaderValue::from_str(&format!("{prev}, {}", conn.peer.ip())).ok(),
-        None => Some(conn.peer_ip.clone()),
+    let xff = if xff {
+        h.get(&X_FORWARDED_FOR)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|prev| HeaderValue::from_str(&format!("{prev}, {}", conn.peer.ip())).ok())
+    } else {
+        Some(conn.peer_ip.clone())
     };
     if let Some(v) = xff {
         h.insert(X_FORWARDED_FOR.clone(), v);
@@ -553,27 +599,43 @@ fn forwarded_headers(
 }
 
 fn strip_hop_by_hop(h: &mut HeaderMap, keep_upgrade: bool) {
-    // Headers named in Connection are hop-by-hop too.
-    let named: Vec<HeaderName> = h
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
-        .collect();
-    for n in named {
-        if !(keep_upgrade && n == header::UPGRADE) {
+    // One pass over the names (comparisons, no hashing) finds which are present; most
+    // messages have none, or only `connection`.
+    let mut present = [false; HOP_BY_HOP.len()];
+    let mut te = false;
+    for k in h.keys() {
+        if let Some(i) = HOP_BY_HOP.iter().position(|n| n == k) {
+            present[i] = true;
+        }
+        te |= k == header::TE;
+    }
+    // Headers named in Connection are hop-by-hop too. The usual tokens need no work:
+    // `keep-alive` and `upgrade` are in HOP_BY_HOP, `close` names no header.
+    if present[0] {
+        let named: Vec<HeaderName> = h
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .map(str::trim)
+            .filter(|n| {
+                !["keep-alive", "close", "upgrade"]
+                    .iter()
+                    .any(|t| n.eq_ignore_ascii_case(t))
+            })
+            .filter_map(|n| HeaderName::from_bytes(n.as_bytes()).ok())
+            .collect();
+        for n in named {
             h.remove(n);
         }
     }
-    for n in &HOP_BY_HOP {
-        if keep_upgrade && (n == header::UPGRADE || n == header::CONNECTION) {
-            continue;
+    for (n, present) in HOP_BY_HOP.iter().zip(present) {
+        if present && !(keep_upgrade && (n == header::UPGRADE || n == header::CONNECTION)) {
+            h.remove(n);
         }
-        h.remove(n);
     }
     // `te` only survives as `trailers`, which gRPC needs.
-    if h.get(header::TE).is_some_and(|v| v != "trailers") {
+    if te && h.get(header::TE).is_some_and(|v| v != "trailers") {
         h.remove(header::TE);
     }
 }
@@ -598,8 +660,9 @@ fn is_idempotent(m: &Method) -> bool {
     )
 }
 
-/// The host (lowercase, without port) and the listener port a request addresses.
-fn host_and_port(req: &Request<Incoming>, tls: bool) -> (String, u16) {
+/// The host (without port, as written: the route table folds case) and the listener port a
+/// request addresses.
+fn host_and_port(req: &Request<Incoming>, tls: bool) -> (&str, u16) {
     let default = if tls { 443 } else { 80 };
     let authority = req
         .uri()
@@ -614,7 +677,7 @@ fn host_and_port(req: &Request<Incoming>, tls: bool) -> (String, u16) {
     split_host_port(authority, default)
 }
 
-pub fn split_host_port(authority: &str, default: u16) -> (String, u16) {
+pub fn split_host_port(authority: &str, default: u16) -> (&str, u16) {
     let authority = authority.rsplit('@').next().unwrap_or(authority);
     if let Some(rest) = authority.strip_prefix('[') {
         // [v6]:port
@@ -623,11 +686,11 @@ pub fn split_host_port(authority: &str, default: u16) -> (String, u16) {
             .strip_prefix(':')
             .and_then(|p| p.parse().ok())
             .unwrap_or(default);
-        return (host.to_ascii_lowercase(), port);
+        return (host, port);
     }
     match authority.rsplit_once(':') {
-        Some((h, p)) if !h.contains(':') => (h.to_ascii_lowercase(), p.parse().unwrap_or(default)),
-        _ => (authority.to_ascii_lowercase(), default),
+        Some((h, p)) if !h.contains(':') => (h, p.parse().unwrap_or(default)),
+        _ => (authority, default),
     }
 }
 
@@ -661,11 +724,11 @@ mod tests {
     fn host_and_port_forms() {
         assert_eq!(
             split_host_port("Svc.Example.com", 80),
-            ("svc.example.com".into(), 80)
+            ("Svc.Example.com", 80)
         );
-        assert_eq!(split_host_port("svc:8081", 80), ("svc".into(), 8081));
-        assert_eq!(split_host_port("[::1]:9000", 80), ("::1".into(), 9000));
-        assert_eq!(split_host_port("[::1]", 443), ("::1".into(), 443));
+        assert_eq!(split_host_port("svc:8081", 80), ("svc", 8081));
+        assert_eq!(split_host_port("[::1]:9000", 80), ("::1", 9000));
+        assert_eq!(split_host_port("[::1]", 443), ("::1", 443));
     }
 
     #[test]

@@ -37,6 +37,8 @@ pub struct Endpoint {
     pub addr: SocketAddr,
     /// `ip:port`, for the upstream URI and logs.
     pub authority: http::uri::Authority,
+    /// The same as a `Host` header, for requests that come without one.
+    pub host_header: http::HeaderValue,
     pub health: AtomicU8,
     pub outstanding: AtomicUsize,
     consecutive_failures: AtomicU32,
@@ -61,8 +63,11 @@ pub struct HealthCheck {
 /// Circuit-breaker and outlier settings (`trellis:` tags on the target group).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Breaker {
-    /// `trellis:max-requests`: concurrent requests before new ones get 503.
+    /// `trellis:max-requests`: concurrent requests before new ones wait or get 503.
     pub max_requests: usize,
+    /// `trellis:max-pending`: requests that may wait for a slot while `max_requests` are in
+    /// flight; beyond it they get 503 at once (default 0: none wait).
+    pub max_pending: usize,
     /// `trellis:consecutive-5xx`: 5xx answers in a row that eject a target (0 = off).
     pub consecutive_5xx: u32,
     /// Connect failures and resets in a row that eject a target.
@@ -83,7 +88,12 @@ pub struct TargetGroupRuntime {
     pub breaker: Breaker,
     pub health_check: HealthCheck,
     pub endpoints: Vec<Arc<Endpoint>>,
+    /// Requests in flight (holding a [`Slot`]).
     pub in_flight: AtomicUsize,
+    /// Requests waiting for a slot.
+    pub pending: AtomicUsize,
+    /// Wakes a waiting request when a slot frees.
+    slot_freed: tokio::sync::Notify,
     /// Retries in flight, held under the retry budget.
     pub retries_in_flight: AtomicUsize,
     pub metrics: Arc<super::metrics::TargetGroupMetrics>,
@@ -103,12 +113,12 @@ pub struct Runtimes {
 
 impl Endpoint {
     fn new(addr: SocketAddr) -> Self {
+        let text = addr.to_string();
         Self {
             addr,
-            authority: addr
-                .to_string()
-                .parse()
-                .expect("a socket address is a valid authority"),
+            host_header: http::HeaderValue::from_str(&text)
+                .expect("a socket address is a valid header value"),
+            authority: text.parse().expect("a socket address is a valid authority"),
             health: AtomicU8::new(INITIAL),
             outstanding: AtomicUsize::new(0),
             consecutive_failures: AtomicU32::new(0),
@@ -132,9 +142,54 @@ impl Endpoint {
     }
 }
 
+/// One admitted request's place under the circuit breaker; dropping it frees the place.
+pub struct Slot<'a>(&'a TargetGroupRuntime);
+
 // === impl TargetGroupRuntime ===
 
 impl TargetGroupRuntime {
+    /// Admits one request under the circuit breaker: at once while fewer than `max_requests`
+    /// are in flight, else after a wait in line while fewer than `max_pending` wait; `None`
+    /// (503) when neither.
+    pub async fn admit(&self) -> Option<Slot<'_>> {
+        if let Some(slot) = self.try_admit() {
+            return Some(slot);
+        }
+        if self.pending.fetch_add(1, Ordering::SeqCst) >= self.breaker.max_pending {
+            self.pending.fetch_sub(1, Ordering::SeqCst);
+            return None;
+        }
+        // Counted as waiting until admitted or dropped (the client went away, a timeout).
+        struct Waiting<'a>(&'a AtomicUsize);
+        impl Drop for Waiting<'_> {
+            fn drop(&mut self) {
+                self.0.fetch_sub(1, Ordering::SeqCst);
+            }
+        }
+        let _waiting = Waiting(&self.pending);
+        loop {
+            let freed = self.slot_freed.notified();
+            tokio::pin!(freed);
+            // Registered before the check, so a slot freed in between still wakes us.
+            freed.as_mut().enable();
+            if let Some(slot) = self.try_admit() {
+                return Some(slot);
+            }
+            freed.await;
+        }
+    }
+
+    /// A slot if one is free now.
+    pub fn try_admit(&self) -> Option<Slot<'_>> {
+        let max = self.breaker.max_requests;
+        self.in_flight
+            .fetch_update(Ordering::SeqCst, Ordering::Relaxed, |n| {
+                (n < max).then_some(n + 1)
+            })
+            .ok()
+            .map(|_| Slot(self))
+    }
+
     /// Picks an endpoint for one request, or `None` when no target can take it.
     pub fn pick(&self) -> Option<&Arc<Endpoint>> {
         let n = self.endpoints.len();
@@ -178,6 +233,16 @@ impl TargetGroupRuntime {
     pub fn healthy_count(&self) -> usize {
         let now = trellis_core::clock::now_millis();
         self.endpoints.iter().filter(|e| e.routable(now)).count()
+    }
+}
+
+impl Drop for Slot<'_> {
+    fn drop(&mut self) {
+        let tg = self.0;
+        tg.in_flight.fetch_sub(1, Ordering::SeqCst);
+        if tg.pending.load(Ordering::SeqCst) > 0 {
+            tg.slot_freed.notify_one();
+        }
     }
 }
 
@@ -299,6 +364,7 @@ fn build(
     let num = |k: &str| tags.get(k).and_then(|v| v.trim().parse::<u64>().ok());
     let breaker = Breaker {
         max_requests: num("trellis:max-requests").unwrap_or(u64::MAX) as usize,
+        max_pending: num("trellis:max-pending").unwrap_or(0) as usize,
         consecutive_5xx: num("trellis:consecutive-5xx").unwrap_or(0) as u32,
         consecutive_errors: num("trellis:consecutive-errors").unwrap_or(5) as u32,
         ejection: Duration::from_millis(num("trellis:ejection-ms").unwrap_or(30_000)),
@@ -354,6 +420,8 @@ fn build(
         health_check,
         endpoints,
         in_flight: AtomicUsize::new(0),
+        pending: AtomicUsize::new(0),
+        slot_freed: tokio::sync::Notify::new(),
         retries_in_flight: AtomicUsize::new(0),
         rr: AtomicUsize::new(fastrand::usize(..1024)),
         signature,
@@ -434,6 +502,30 @@ mod tests {
         assert!(rt.pick().is_some());
         rt.observe(&rt.endpoints[1], Outcome::ConnectError);
         assert!(rt.pick().is_none(), "second failure ejects the last target");
+    }
+
+    #[tokio::test]
+    async fn breaker_admits_max_requests_then_max_pending_waiters() {
+        let rt = runtime(
+            json!([{"id": "127.0.0.1", "port": 1}]),
+            &[("trellis:max-requests", "1"), ("trellis:max-pending", "1")],
+        );
+        let first = rt.admit().await.expect("a free slot");
+        let mut waiter = Box::pin(rt.admit());
+        let waited = tokio::time::timeout(Duration::from_millis(20), &mut waiter).await;
+        assert!(waited.is_err(), "waits in line");
+        assert_eq!(rt.pending.load(Ordering::SeqCst), 1);
+        assert!(rt.admit().await.is_none(), "the line is full: 503 at once");
+        drop(first);
+        let second = waiter.await.expect("admitted when the slot frees");
+        assert_eq!(rt.in_flight.load(Ordering::SeqCst), 1);
+        assert_eq!(rt.pending.load(Ordering::SeqCst), 0);
+        drop(second);
+        assert_eq!(rt.in_flight.load(Ordering::SeqCst), 0);
+
+        let strict = runtime(json!([]), &[("trellis:max-requests", "1")]);
+        let _held = strict.admit().await.unwrap();
+        assert!(strict.admit().await.is_none(), "no max-pending: none wait");
     }
 
     #[test]
