@@ -14,7 +14,8 @@ data=$(mktemp -d)
 "$bin" serve --config "$here/proxy-bench.json" --data-dir "$data" \
     --api 127.0.0.1:0 --listen 127.0.0.1:18090 --listen-tls 127.0.0.1:0 > "$data/ready" 2>"$data/log" &
 tpid=$!
-trap 'kill $tpid 2>/dev/null; "$shared/peers/peers.sh" stop >&2; rm -rf "$data"' EXIT
+# The peers stay up (other benchmarks may be using them); `../shared/bench/peers/peers.sh stop`.
+trap 'kill $tpid 2>/dev/null; rm -rf "$data"' EXIT
 for _ in $(seq 50); do grep -q ready "$data/ready" 2>/dev/null && break; sleep 0.1; done
 echo "trellis: $(cat "$data/ready") pid $tpid, RSS idle $(ps -o rss= -p $tpid) KiB" >&2
 
