@@ -19,29 +19,46 @@ pub enum EventError {
     NotAnObject,
 }
 
-/// One flattened value.
+/// What a flattened path is to the rules: how the flattener treats the value under it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Step {
+    /// No rule names this path or anything under it: the value is skipped unread.
+    Skip,
+    /// A proper prefix of some rule's path, but not one itself: objects and arrays under it
+    /// are walked, scalars dropped.
+    Descend,
+    /// A rule's path (and maybe also a prefix of another): its scalars become leaves.
+    Field(u32),
+}
+
+/// One flattened value, borrowing the event text where it had no escapes.
 #[derive(Debug, Clone, PartialEq)]
-pub(crate) struct Leaf {
-    pub(crate) path: String,
-    pub(crate) value: Scalar,
+pub(crate) struct Leaf<'a> {
+    /// The field id the step function gave the path.
+    pub(crate) field: u32,
+    pub(crate) value: Scalar<'a>,
     /// `(array id, element index)` pairs of the enclosing array elements.
     pub(crate) membership: Vec<(u32, u32)>,
 }
 
 struct Flattener<'a, F> {
     tokens: Tokenizer<'a>,
-    wanted: F,
-    leaves: Vec<Leaf>,
+    step: F,
+    leaves: Vec<Leaf<'a>>,
     arrays: u32,
     membership: Vec<(u32, u32)>,
 }
 
-/// Flattens `text`, descending only into paths for which `wanted` is true (event-ruler skips
-/// steps no rule uses, which is where most of the speed on big events comes from).
-pub(crate) fn flatten<F: Fn(&str) -> bool>(text: &str, wanted: F) -> Result<Vec<Leaf>, EventError> {
+/// Flattens `text` into the leaves of the paths `step` calls fields, descending only into
+/// paths it does not skip (event-ruler skips steps no rule uses, which is where most of the
+/// speed on big events comes from). Skipped values are still checked to be valid JSON.
+pub(crate) fn flatten<F: Fn(&str) -> Step>(
+    text: &str,
+    step: F,
+) -> Result<Vec<Leaf<'_>>, EventError> {
     let mut f = Flattener {
         tokens: Tokenizer::new(text),
-        wanted,
+        step,
         leaves: Vec::new(),
         arrays: 0,
         membership: Vec::new(),
@@ -53,12 +70,16 @@ pub(crate) fn flatten<F: Fn(&str) -> bool>(text: &str, wanted: F) -> Result<Vec<
     Ok(f.leaves)
 }
 
-impl<'a, F: Fn(&str) -> bool> Flattener<'a, F> {
+fn syntax(SyntaxError(m): SyntaxError) -> EventError {
+    EventError::Syntax(m)
+}
+
+impl<'a, F: Fn(&str) -> Step> Flattener<'a, F> {
     fn next(&mut self) -> Result<Token<'a>, EventError> {
         match self.tokens.next_token() {
             Ok(Some(t)) => Ok(t),
             Ok(None) => Err(EventError::NotAnObject),
-            Err(SyntaxError(m)) => Err(EventError::Syntax(m)),
+            Err(e) => Err(syntax(e)),
         }
     }
 
@@ -74,19 +95,18 @@ impl<'a, F: Fn(&str) -> bool> Flattener<'a, F> {
                 path.push('.');
             }
             path.push_str(&name);
-            let token = self.next()?;
-            if (self.wanted)(path) {
-                self.value(token, path)?;
-            } else {
-                self.tokens
-                    .skip_children(&token)
-                    .map_err(|SyntaxError(m)| EventError::Syntax(m))?;
+            match (self.step)(path) {
+                Step::Skip => self.tokens.skip_value().map_err(syntax)?,
+                step => {
+                    let token = self.next()?;
+                    self.value(token, path, step)?;
+                }
             }
             path.truncate(len);
         }
     }
 
-    fn array(&mut self, path: &mut String) -> Result<(), EventError> {
+    fn array(&mut self, path: &mut String, step: Step) -> Result<(), EventError> {
         let id = self.arrays;
         self.arrays += 1;
         let mut index = 0u32;
@@ -96,70 +116,119 @@ impl<'a, F: Fn(&str) -> bool> Flattener<'a, F> {
                 Token::EndArray => return Ok(()),
                 Token::StartObject | Token::StartArray => {
                     self.membership.push((id, index));
-                    self.value(token, path)?;
+                    self.value(token, path, step)?;
                     self.membership.pop();
                 }
-                scalar => self.value(scalar, path)?,
+                scalar => self.value(scalar, path, step)?,
             }
             index += 1;
         }
     }
 
-    fn value(&mut self, token: Token<'a>, path: &mut String) -> Result<(), EventError> {
+    fn value(&mut self, token: Token<'a>, path: &mut String, step: Step) -> Result<(), EventError> {
         let value = match token {
             Token::StartObject => return self.object(path),
-            Token::StartArray => return self.array(path),
-            Token::String(s) => Scalar::Str(s.into_owned()),
-            Token::Number(t) => Scalar::number(t.to_owned()),
+            Token::StartArray => return self.array(path, step),
+            Token::String(s) => Scalar::Str(s),
+            Token::Number(t) => Scalar::number(t),
             Token::True => Scalar::True,
             Token::False => Scalar::False,
             Token::Null => Scalar::Null,
             _ => return Err(EventError::Syntax("unexpected token".into())),
         };
-        self.leaves.push(Leaf {
-            path: path.clone(),
-            value,
-            membership: self.membership.clone(),
-        });
+        if let Step::Field(field) = step {
+            self.leaves.push(Leaf {
+                field,
+                value,
+                membership: self.membership.clone(),
+            });
+        }
         Ok(())
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::borrow::Cow;
+
     use super::*;
+
+    /// Every path is a field, numbered by the first letter.
+    fn all(p: &str) -> Step {
+        Step::Field(p.as_bytes()[0] as u32)
+    }
 
     #[test]
     fn arrays_of_objects_record_membership() {
         let leaves = flatten(
             r#"{"e":[{"f":"A","l":"S"},{"f":"P"}],"r":["x","y"]}"#,
-            |_| true,
+            |p| match p {
+                "e" => Step::Descend,
+                "e.f" => Step::Field(1),
+                "e.l" => Step::Field(2),
+                _ => all(p),
+            },
         )
         .unwrap();
-        let got: Vec<(&str, Vec<(u32, u32)>)> = leaves
+        let got: Vec<(u32, Vec<(u32, u32)>)> = leaves
             .iter()
-            .map(|l| (l.path.as_str(), l.membership.clone()))
+            .map(|l| (l.field, l.membership.clone()))
             .collect();
         assert_eq!(
             got,
             vec![
-                ("e.f", vec![(0, 0)]),
-                ("e.l", vec![(0, 0)]),
-                ("e.f", vec![(0, 1)]),
-                ("r", vec![]),
-                ("r", vec![]),
+                (1, vec![(0, 0)]),
+                (2, vec![(0, 0)]),
+                (1, vec![(0, 1)]),
+                (b'r' as u32, vec![]),
+                (b'r' as u32, vec![]),
             ]
         );
     }
 
     #[test]
     fn root_must_be_an_object() {
-        assert_eq!(flatten(r#"["x"]"#, |_| true), Err(EventError::NotAnObject));
+        assert_eq!(flatten(r#"["x"]"#, all), Err(EventError::NotAnObject));
     }
 
     #[test]
     fn unwanted_subtrees_are_skipped() {
-        let leaves = flatten(r#"{"a":{"b":[1,{"c":2}]},"d":1}"#, |p| p == "d").unwrap();
+        let leaves = flatten(r#"{"a":{"b":[1,{"c":2}]},"d":1}"#, |p| {
+            if p == "d" {
+                Step::Field(0)
+            } else {
+                Step::Skip
+            }
+        })
+        .unwrap();
         assert_eq!(leaves.len(), 1);
+    }
+
+    #[test]
+    fn prefixes_give_no_leaves_and_strings_borrow() {
+        let text = r#"{"a":"x","a":{"b":"y\u0041","c":"z"}}"#;
+        let leaves = flatten(text, |p| match p {
+            "a" => Step::Descend,
+            "a.b" => Step::Field(7),
+            "a.c" => Step::Field(8),
+            _ => Step::Skip,
+        })
+        .unwrap();
+        assert_eq!(leaves.len(), 2);
+        assert_eq!(leaves[0].value, Scalar::Str("yA".into()));
+        assert!(matches!(&leaves[1].value, Scalar::Str(Cow::Borrowed("z"))));
+    }
+
+    #[test]
+    fn skipped_values_must_still_be_json() {
+        let skip = |p: &str| if p == "d" { Step::Field(0) } else { Step::Skip };
+        assert!(matches!(
+            flatten(r#"{"a":[1,2,}],"d":1}"#, skip),
+            Err(EventError::Syntax(_))
+        ));
+        assert!(matches!(
+            flatten(r#"{"a":"x"#, skip),
+            Err(EventError::Syntax(_))
+        ));
     }
 }

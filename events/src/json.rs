@@ -164,6 +164,26 @@ impl<'a> Tokenizer<'a> {
         Ok(())
     }
 
+    /// Skips the next value without building its tokens: the tokenizer must expect a value
+    /// (just after a field name). A byte scanner checks the value's syntax (brackets, commas and
+    /// colons, strings and their escapes, the shape of numbers and keywords, the nesting limit)
+    /// without allocating; on any error the value is re-read by the tokenizer, so the error is
+    /// the one, worded as Jackson words it, that reading every token would have given.
+    pub(crate) fn skip_value(&mut self) -> Result<(), SyntaxError> {
+        self.skip_ws();
+        match scan_value(self.src, self.pos, MAX_DEPTH - self.stack.len()) {
+            Some(end) => {
+                self.pos = end;
+                self.after_value();
+                Ok(())
+            }
+            None => {
+                let first = self.value()?;
+                self.skip_children(&first)
+            }
+        }
+    }
+
     fn field_name(&mut self) -> Result<Option<Token<'a>>, SyntaxError> {
         match self.src.get(self.pos) {
             Some(b'"') => {
@@ -454,6 +474,180 @@ impl<'a> Tokenizer<'a> {
     }
 }
 
+// === the skipping scanner ===
+
+/// The end of the JSON value starting at `i` (whitespace allowed before it), or `None` if the
+/// text there is not one valid value nested at most `max_depth` deep. It accepts nothing the
+/// tokenizer would refuse (it may refuse more: the caller then re-reads with the tokenizer).
+fn scan_value(src: &[u8], mut i: usize, max_depth: usize) -> Option<usize> {
+    // Bit `d` is set when the container at depth `d` is an object.
+    let mut objects = [0u64; MAX_DEPTH / 64 + 1];
+    let mut depth = 0usize;
+    'value: loop {
+        i = scan_ws(src, i);
+        match *src.get(i)? {
+            c @ (b'{' | b'[') => {
+                if depth >= max_depth {
+                    return None;
+                }
+                let object = c == b'{';
+                if object {
+                    objects[depth / 64] |= 1 << (depth % 64);
+                } else {
+                    objects[depth / 64] &= !(1 << (depth % 64));
+                }
+                depth += 1;
+                i = scan_ws(src, i + 1);
+                let close = if object { b'}' } else { b']' };
+                if src.get(i) == Some(&close) {
+                    i += 1;
+                    depth -= 1;
+                } else if object {
+                    i = scan_key(src, i)?;
+                    continue 'value;
+                } else {
+                    continue 'value;
+                }
+            }
+            b'"' => i = scan_string(src, i + 1)?,
+            b'-' | b'0'..=b'9' => i = scan_number(src, i)?,
+            b't' => i = scan_word(src, i, b"true")?,
+            b'f' => i = scan_word(src, i, b"false")?,
+            b'n' => i = scan_word(src, i, b"null")?,
+            _ => return None,
+        }
+        // After a complete value: close containers until one continues with a comma.
+        loop {
+            if depth == 0 {
+                return Some(i);
+            }
+            i = scan_ws(src, i);
+            let object = objects[(depth - 1) / 64] & (1 << ((depth - 1) % 64)) != 0;
+            match *src.get(i)? {
+                b',' => {
+                    i += 1;
+                    if object {
+                        i = scan_key(src, scan_ws(src, i))?;
+                    }
+                    continue 'value;
+                }
+                b'}' if object => {
+                    i += 1;
+                    depth -= 1;
+                }
+                b']' if !object => {
+                    i += 1;
+                    depth -= 1;
+                }
+                _ => return None,
+            }
+        }
+    }
+}
+
+fn scan_ws(src: &[u8], mut i: usize) -> usize {
+    while let Some(b' ' | b'\t' | b'\n' | b'\r') = src.get(i) {
+        i += 1;
+    }
+    i
+}
+
+/// A field name and its colon, from the opening quote.
+fn scan_key(src: &[u8], i: usize) -> Option<usize> {
+    if src.get(i) != Some(&b'"') {
+        return None;
+    }
+    let i = scan_ws(src, scan_string(src, i + 1)?);
+    (src.get(i) == Some(&b':')).then_some(i + 1)
+}
+
+/// A string's end, from just after its opening quote.
+fn scan_string(src: &[u8], mut i: usize) -> Option<usize> {
+    loop {
+        match *src.get(i)? {
+            b'"' => return Some(i + 1),
+            b'\\' => match *src.get(i + 1)? {
+                b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => i += 2,
+                b'u' => {
+                    let hex = src.get(i + 2..i + 6)?;
+                    if !hex.iter().all(u8::is_ascii_hexdigit) {
+                        return None;
+                    }
+                    i += 6;
+                }
+                _ => return None,
+            },
+            b if b < 0x20 => return None,
+            _ => i += 1,
+        }
+    }
+}
+
+/// A number's end, with the tokenizer's grammar.
+fn scan_number(src: &[u8], mut i: usize) -> Option<usize> {
+    let digits = |i: usize| scan_digits(src, i);
+    if src.get(i) == Some(&b'-') {
+        i += 1;
+    }
+    let int_start = i;
+    i = digits(i);
+    if i == int_start || (src[int_start] == b'0' && i - int_start > 1) {
+        return None;
+    }
+    if src.get(i) == Some(&b'.') {
+        let end = digits(i + 1);
+        if end == i + 1 {
+            return None;
+        }
+        i = end;
+    }
+    if matches!(src.get(i), Some(b'e' | b'E')) {
+        i += 1;
+        if matches!(src.get(i), Some(b'+' | b'-')) {
+            i += 1;
+        }
+        let end = digits(i);
+        if end == i {
+            return None;
+        }
+        i = end;
+    }
+    Some(i)
+}
+
+/// The end of the run of ASCII digits at `i`, eight bytes at a time: a byte is flagged when
+/// subtracting `'0'` borrows or adding `0x7f - '9'` reaches the high bit. Lanes below the first
+/// flagged one are digits, which neither borrow nor carry, so that lane is exact.
+fn scan_digits(src: &[u8], mut i: usize) -> usize {
+    const LOW: u64 = 0x3030_3030_3030_3030;
+    const HIGH: u64 = 0x4646_4646_4646_4646;
+    const TOP: u64 = 0x8080_8080_8080_8080;
+    while let Some(chunk) = src.get(i..i + 8) {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(chunk);
+        let w = u64::from_le_bytes(word);
+        let flags = (w.wrapping_sub(LOW) | w.wrapping_add(HIGH)) & TOP;
+        if flags != 0 {
+            return i + (flags.trailing_zeros() / 8) as usize;
+        }
+        i += 8;
+    }
+    while src.get(i).is_some_and(u8::is_ascii_digit) {
+        i += 1;
+    }
+    i
+}
+
+/// `true`, `false` or `null`, not followed by a letter, digit or underscore.
+fn scan_word(src: &[u8], i: usize, word: &[u8]) -> Option<usize> {
+    let end = i + word.len();
+    let ok = src.get(i..end) == Some(word)
+        && !src
+            .get(end)
+            .is_some_and(|b| b.is_ascii_alphanumeric() || *b == b'_');
+    ok.then_some(end)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -508,6 +702,86 @@ mod tests {
             .unwrap_err()
             .0
             .starts_with("Document nesting depth (1001)"));
+    }
+
+    /// Skips the value of `"k"` in `{"k":<value>}` and reads on to the end.
+    fn skip_then_rest(value: &str) -> Result<(), SyntaxError> {
+        let text = format!(r#"{{"k":{value}}}"#);
+        let mut t = Tokenizer::new(&text);
+        t.next_token()?;
+        t.next_token()?;
+        t.skip_value()?;
+        while t.next_token()?.is_some() {}
+        Ok(())
+    }
+
+    #[test]
+    fn skipping_checks_syntax_as_the_tokenizer_does() {
+        for value in [
+            r#"{"a":[1,-2.5e+3,true,false,null,"x\"\\\u00e9",{}],"b":{"c":[]}}"#,
+            "0",
+            "-0.0E-0",
+            r#"" \ud83d\ude00 ""#,
+            r#"[ { "a" : 1 } , [ ] ]"#,
+            r#"{"a":1,}"#,
+            "[1,]",
+            "[1 2]",
+            r#"{"a" 1}"#,
+            r#"{"a":1]"#,
+            "[1}",
+            "01",
+            "-",
+            "1.",
+            "1e",
+            "truex",
+            "nul",
+            r#""\x""#,
+            r#""\u12g4""#,
+            "\"a\u{1}b\"",
+            r#"["#,
+            r#"{"a":"#,
+            r#"[1,2"#,
+            r#""abc"#,
+            "@",
+        ] {
+            let text = format!(r#"{{"k":{value}}}"#);
+            assert_eq!(skip_then_rest(value), all(&text).map(drop), "{value}");
+        }
+        let deep = format!("{}1{}", "[".repeat(999), "]".repeat(999));
+        assert!(skip_then_rest(&deep).is_ok());
+        let too_deep = format!("{}1{}", "[".repeat(1000), "]".repeat(1000));
+        assert_eq!(
+            skip_then_rest(&too_deep),
+            all(&format!(r#"{{"k":{too_deep}}}"#)).map(drop)
+        );
+        assert!(skip_then_rest(&too_deep).is_err());
+    }
+
+    #[test]
+    fn digit_runs() {
+        for text in [
+            "",
+            "1",
+            "12345678",
+            "123456789",
+            "1234567x9",
+            "/0123456789:",
+            "12\u{e9}34",
+            "-122.4102916000000012345x",
+        ] {
+            for start in 0..text.len() {
+                let want = start
+                    + text.as_bytes()[start..]
+                        .iter()
+                        .take_while(|b| b.is_ascii_digit())
+                        .count();
+                assert_eq!(
+                    scan_digits(text.as_bytes(), start),
+                    want,
+                    "{text} at {start}"
+                );
+            }
+        }
     }
 
     #[test]

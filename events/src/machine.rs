@@ -9,9 +9,10 @@
 //! their other conditions among the matched entries, with array consistency. The cost
 //! therefore follows the event and the rules it actually touches, not the number of rules.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 
-use crate::event::{flatten, EventError, Leaf};
+use crate::event::{flatten, EventError, Leaf, Step};
 use crate::pattern::{fold_key, Matcher, Pattern, Scalar};
 
 type FieldId = u32;
@@ -31,8 +32,9 @@ pub struct Machine<R> {
     rules: Vec<R>,
     branches: Vec<BranchInfo>,
     field_ids: HashMap<String, FieldId>,
-    /// Every field path and every proper dotted prefix of one: the paths worth descending.
-    steps: HashSet<String>,
+    /// Every field path (as its field) and every proper dotted prefix of one: the paths worth
+    /// descending; the flattener skips every other value unread.
+    steps: FastMap<String, Step>,
     fields: Vec<FieldIndex>,
     /// Branches that every event must be checked against (all conditions allow absence).
     always: Vec<BranchId>,
@@ -98,7 +100,18 @@ struct RangeIndex {
 }
 
 /// The leaves each matched entry accepted, keyed by `field << 32 | entry`.
-type Matched = HashMap<u64, Vec<u32>>;
+type Matched = FastMap<u64, Vec<u32>>;
+
+/// The leaves of each field present in the event.
+type ByField = FastMap<FieldId, Vec<u32>>;
+
+/// A map with a cheap unkeyed hash (FxHash's), for the per-event maps and the path lookup.
+/// Safe against hash flooding: the event only looks keys up in the path map, which is fixed
+/// when the machine is built, and the per-event maps are keyed by field and entry ids.
+type FastMap<K, V> = HashMap<K, V, BuildHasherDefault<FxHasher>>;
+
+#[derive(Default)]
+struct FxHasher(u64);
 
 /// Trigger cost of matchers that accept most values.
 const UNSELECTIVE: u64 = 1 << 40;
@@ -127,7 +140,7 @@ impl<R> MachineBuilder<R> {
             rules: Vec::with_capacity(self.rules.len()),
             branches: Vec::new(),
             field_ids: HashMap::new(),
-            steps: HashSet::new(),
+            steps: FastMap::default(),
             fields: Vec::new(),
             always: Vec::new(),
         };
@@ -166,14 +179,12 @@ impl<R> MachineBuilder<R> {
 impl<R> Machine<R> {
     /// The rules whose patterns match `event` (raw JSON text), in the order they were added.
     pub fn matches(&self, event: &str) -> Result<Vec<&R>, EventError> {
-        let leaves = flatten(event, |p| self.steps.contains(p))?;
-        let mut by_field: HashMap<FieldId, Vec<u32>> = HashMap::new();
-        let mut matched_entries: Matched = HashMap::new();
+        let leaves = flatten(event, |p| self.steps.get(p).copied().unwrap_or(Step::Skip))?;
+        let mut by_field = ByField::default();
+        let mut matched_entries = Matched::default();
         let mut candidates: Vec<BranchId> = Vec::new();
         for (i, leaf) in leaves.iter().enumerate() {
-            let Some(&field) = self.field_ids.get(&leaf.path) else {
-                continue;
-            };
+            let field = leaf.field;
             by_field.entry(field).or_default().push(i as u32);
             self.fields[field as usize].probe(&leaf.value, |id, entry| {
                 let leaves = matched_entries
@@ -223,9 +234,11 @@ impl<R> Machine<R> {
         let id = self.fields.len() as FieldId;
         self.fields.push(FieldIndex::default());
         self.field_ids.insert(path.to_owned(), id);
-        self.steps.insert(path.to_owned());
+        self.steps.insert(path.to_owned(), Step::Field(id));
         for (i, _) in path.match_indices('.') {
-            self.steps.insert(path[..i].to_owned());
+            self.steps
+                .entry(path[..i].to_owned())
+                .or_insert(Step::Descend);
         }
         id
     }
@@ -261,7 +274,7 @@ fn branch_matches(
     branch: &BranchInfo,
     matched: &Matched,
     leaves: &[Leaf],
-    by_field: &HashMap<FieldId, Vec<u32>>,
+    by_field: &ByField,
 ) -> bool {
     // Fast path, without allocating: when every condition is required and no value it matched
     // sits in an array element, any choice of values is consistent.
@@ -304,7 +317,7 @@ fn search(
     per_slot: &[Vec<u32>],
     membership: &mut Vec<(u32, u32)>,
     leaves: &[Leaf],
-    by_field: &HashMap<FieldId, Vec<u32>>,
+    by_field: &ByField,
 ) -> bool {
     let Some(info) = branch.slots.get(slot) else {
         return true;
@@ -347,6 +360,56 @@ fn consistent(so_far: &[(u32, u32)], field: &[(u32, u32)]) -> Option<Vec<(u32, u
         }
     }
     Some(added)
+}
+
+// === impl FxHasher ===
+
+impl FxHasher {
+    #[inline]
+    fn add(&mut self, word: u64) {
+        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+}
+
+impl Hasher for FxHasher {
+    #[inline]
+    fn write(&mut self, bytes: &[u8]) {
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            self.add(u64::from_le_bytes(c.try_into().unwrap_or_default()));
+        }
+        let rest = chunks.remainder();
+        if !rest.is_empty() {
+            let mut word = [0u8; 8];
+            word[..rest.len()].copy_from_slice(rest);
+            self.add(u64::from_le_bytes(word));
+        }
+    }
+
+    #[inline]
+    fn write_u8(&mut self, i: u8) {
+        self.add(i as u64);
+    }
+
+    #[inline]
+    fn write_u32(&mut self, i: u32) {
+        self.add(i as u64);
+    }
+
+    #[inline]
+    fn write_u64(&mut self, i: u64) {
+        self.add(i);
+    }
+
+    #[inline]
+    fn write_usize(&mut self, i: usize) {
+        self.add(i as u64);
+    }
+
+    #[inline]
+    fn finish(&self) -> u64 {
+        self.0
+    }
 }
 
 // === impl FieldIndex ===
@@ -439,7 +502,7 @@ impl FieldIndex {
         };
         match value {
             Scalar::Str(s) => {
-                if let Some(ids) = self.exact.get(s) {
+                if let Some(ids) = self.exact.get(s.as_ref()) {
                     check(ids);
                 }
                 self.prefix.probe(s.as_bytes(), true, &mut check);
@@ -463,7 +526,7 @@ impl FieldIndex {
                 self.ranges.probe(*n, &mut check);
             }
             Scalar::Num(t, None) => {
-                if let Some(ids) = self.literal.get(t) {
+                if let Some(ids) = self.literal.get(*t) {
                     check(ids);
                 }
             }

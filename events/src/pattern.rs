@@ -12,6 +12,7 @@ mod ignore_case;
 mod number;
 mod wildcard;
 
+use std::borrow::Cow;
 use std::collections::HashSet;
 use std::fmt;
 
@@ -133,10 +134,11 @@ pub(crate) enum AnythingBut {
 
 /// One flattened event value.
 #[derive(Debug, Clone, PartialEq)]
-pub(crate) enum Scalar {
-    Str(String),
+pub(crate) enum Scalar<'a> {
+    /// Borrowed from the event text unless it had escapes.
+    Str(Cow<'a, str>),
     /// Number text, and its double when exactly comparable.
-    Num(String, Option<f64>),
+    Num(&'a str, Option<f64>),
     True,
     False,
     Null,
@@ -313,7 +315,7 @@ impl Matcher {
     pub(crate) fn matches(&self, value: &Scalar) -> bool {
         match (self, value) {
             (Matcher::Exists, _) => true,
-            (Matcher::Exact(s), Scalar::Str(v)) => s == v,
+            (Matcher::Exact(s), Scalar::Str(v)) => s == v.as_ref(),
             (Matcher::Literal(s), Scalar::Num(t, None)) => s == t,
             (Matcher::Literal(s), Scalar::True) => s == "true",
             (Matcher::Literal(s), Scalar::False) => s == "false",
@@ -368,7 +370,7 @@ impl AnythingBut {
             return false;
         }
         match (self, value) {
-            (AnythingBut::Strings(set), Scalar::Str(v)) => !set.contains(v),
+            (AnythingBut::Strings(set), Scalar::Str(v)) => !set.contains(v.as_ref()),
             (AnythingBut::Numbers(set), Scalar::Num(_, Some(v))) => !set.contains(v),
             (AnythingBut::Prefixes(set), Scalar::Str(v)) => {
                 !set.iter().any(|p| v.starts_with(p.as_str()))
@@ -385,9 +387,9 @@ impl AnythingBut {
 
 // === impl Scalar ===
 
-impl Scalar {
-    pub(crate) fn number(text: String) -> Scalar {
-        let n = comparable(&text);
+impl<'a> Scalar<'a> {
+    pub(crate) fn number(text: &'a str) -> Scalar<'a> {
+        let n = comparable(text);
         Scalar::Num(text, n)
     }
 }
