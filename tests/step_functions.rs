@@ -1,6 +1,7 @@
 //! End-to-end: the Step Functions API through `aws-sdk-sfn` against the built binary —
 //! state machines, STANDARD executions and their history, Wait states, AWS errors, EXPRESS
-//! `StartSyncExecution`, and a STANDARD execution surviving `kill -9` mid-wait.
+//! `StartSyncExecution`, RedriveExecution, and a STANDARD execution surviving `kill -9`
+//! mid-wait.
 
 mod common;
 
@@ -9,7 +10,10 @@ use std::time::Duration;
 use aws_sdk_sfn::config::interceptors::BeforeTransmitInterceptorContextMut;
 use aws_sdk_sfn::config::{ConfigBag, Intercept, RuntimeComponents};
 use aws_sdk_sfn::error::BoxError;
-use aws_sdk_sfn::types::{ExecutionStatus, HistoryEventType, StateMachineType};
+use aws_sdk_sfn::types::{
+    ExecutionRedriveFilter, ExecutionRedriveStatus, ExecutionStatus, HistoryEventType,
+    StateMachineType,
+};
 use common::Trellis;
 use serde_json::{json, Value};
 
@@ -1144,6 +1148,11 @@ async fn versions_and_weighted_aliases() {
         let version = d.state_machine_version_arn().unwrap();
         let expected = if version == v1 { "\"v1\"" } else { "\"v2\"" };
         assert_eq!(d.output(), Some(expected), "{d:?}");
+        // ExecutionStarted names the alias and the version it picked, as on AWS.
+        let events = history(&c, run.execution_arn()).await;
+        let started = events[0].execution_started_event_details().unwrap();
+        assert_eq!(started.state_machine_alias_arn(), Some(alias.as_str()));
+        assert_eq!(started.state_machine_version_arn(), Some(version));
         outputs.insert(version.to_string());
     }
     assert_eq!(outputs.len(), 2, "both versions serve the alias");
@@ -1173,6 +1182,10 @@ async fn versions_and_weighted_aliases() {
     assert_eq!(d.output(), Some("\"v2\""));
     assert_eq!(d.state_machine_version_arn(), Some(v2.as_str()));
     assert_eq!(d.state_machine_alias_arn(), None);
+    let events = history(&c, run.execution_arn()).await;
+    let started = events[0].execution_started_event_details().unwrap();
+    assert_eq!(started.state_machine_version_arn(), Some(v2.as_str()));
+    assert_eq!(started.state_machine_alias_arn(), None);
     let through_v2 = c
         .list_executions()
         .state_machine_arn(&v2)
@@ -1239,4 +1252,231 @@ async fn versions_and_weighted_aliases() {
         .await
         .unwrap();
     assert_eq!(out.output(), Some("\"fast\""));
+}
+
+/// A JSONata Pass state that fails (`States.QueryEvaluationError`) while the execution has
+/// been redriven fewer than `n` times, and answers `ok` after.
+fn fails_until_redriven(n: u32, next: Option<&str>) -> Value {
+    let mut state = json!({
+        "Type": "Pass",
+        "QueryLanguage": "JSONata",
+        "Output": format!("{{% $states.context.Execution.RedriveCount < {n} ? $error('not yet') : 'ok' %}}"),
+    });
+    match next {
+        Some(n) => state["Next"] = json!(n),
+        None => state["End"] = json!(true),
+    }
+    state
+}
+
+#[tokio::test]
+async fn redrive_restarts_failed_executions_from_the_failed_states() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = Trellis::start(dir.path(), &[]);
+    let c = sfn(&t);
+    // Prep succeeds; the Parallel's branch B fails on the first attempt; the Map's second
+    // item fails on the first redrive.
+    let sm = create(
+        &c,
+        "redriven",
+        json!({"StartAt": "Prep", "States": {
+            "Prep": {"Type": "Pass", "Result": [1, 2, 3], "ResultPath": "$.items", "Next": "Fan"},
+            "Fan": {"Type": "Parallel", "ResultPath": "$.fan", "Next": "Items", "Branches": [
+                {"StartAt": "A1", "States": {"A1": {"Type": "Pass", "Result": "a", "End": true}}},
+                {"StartAt": "B1", "States": {"B1": fails_until_redriven(1, None)}}
+            ]},
+            "Items": {"Type": "Map", "ItemsPath": "$.items", "ItemProcessor": {
+                "StartAt": "Item", "States": {"Item": {"Type": "Choice", "Choices": [
+                    {"Variable": "$", "NumericEquals": 2, "Next": "Two"}], "Default": "Other"},
+                    "Two": fails_until_redriven(2, None),
+                    "Other": {"Type": "Pass", "End": true}}},
+                "ResultPath": "$.results", "End": true}
+        }}),
+        StateMachineType::Standard,
+    )
+    .await;
+    let run = c
+        .start_execution()
+        .state_machine_arn(&sm)
+        .name("r1")
+        .send()
+        .await
+        .unwrap();
+    let arn = run.execution_arn().to_string();
+    let d = finished(&c, &arn, Duration::from_secs(10)).await;
+    assert_eq!(*d.status(), ExecutionStatus::Failed);
+    assert_eq!(d.error(), Some("States.QueryEvaluationError"));
+    assert_eq!(d.redrive_count(), Some(0));
+    assert_eq!(
+        d.redrive_status(),
+        Some(&ExecutionRedriveStatus::Redrivable)
+    );
+    assert_eq!(d.redrive_date(), None);
+
+    // First redrive: the Parallel's failed branch runs again, then the Map fails on item 2.
+    let first = c
+        .redrive_execution()
+        .execution_arn(&arn)
+        .send()
+        .await
+        .unwrap();
+    let d = finished(&c, &arn, Duration::from_secs(10)).await;
+    assert_eq!(*d.status(), ExecutionStatus::Failed);
+    assert_eq!(d.redrive_count(), Some(1));
+    assert_eq!(d.redrive_date(), Some(first.redrive_date()));
+
+    // Second redrive: only item 2 runs again; the execution succeeds with every result.
+    c.redrive_execution()
+        .execution_arn(&arn)
+        .send()
+        .await
+        .unwrap();
+    let d = finished(&c, &arn, Duration::from_secs(10)).await;
+    assert_eq!(*d.status(), ExecutionStatus::Succeeded, "{d:?}");
+    assert_eq!(d.redrive_count(), Some(2));
+    let output: Value = serde_json::from_str(d.output().unwrap()).unwrap();
+    assert_eq!(
+        output,
+        json!({"items": [1, 2, 3], "fan": ["a", "ok"], "results": [1, "ok", 3]})
+    );
+    assert_eq!(
+        d.redrive_status(),
+        Some(&ExecutionRedriveStatus::NotRedrivable)
+    );
+    assert_eq!(
+        d.redrive_status_reason(),
+        Some("Execution is SUCCEEDED and cannot be redriven")
+    );
+
+    // The history: two ExecutionRedriven events, and no state that succeeded ran again.
+    let events = history(&c, &arn).await;
+    let redriven: Vec<i32> = events
+        .iter()
+        .filter_map(|e| e.execution_redriven_event_details())
+        .map(|d| d.redrive_count().unwrap_or_default())
+        .collect();
+    assert_eq!(redriven, vec![1, 2]);
+    let names = entered_names(&events);
+    let count = |n: &str| names.iter().filter(|x| *x == n).count();
+    assert_eq!(count("Prep"), 1, "{names:?}");
+    assert_eq!(count("Fan"), 1, "{names:?}");
+    assert_eq!(count("A1"), 1, "{names:?}");
+    assert_eq!(count("B1"), 2, "{names:?}");
+    assert_eq!(count("Items"), 1, "{names:?}");
+    assert_eq!(count("Two"), 2, "{names:?}");
+    assert_eq!(count("Other"), 2, "items 1 and 3 ran once each: {names:?}");
+    // Event ids stay one sequence across the attempts.
+    for (i, e) in events.iter().enumerate() {
+        assert_eq!(e.id(), i as i64 + 1);
+    }
+    let redriven_event = events
+        .iter()
+        .position(|e| *e.r#type() == HistoryEventType::ExecutionRedriven)
+        .unwrap();
+    assert_eq!(
+        *events[redriven_event - 1].r#type(),
+        HistoryEventType::ExecutionFailed
+    );
+
+    // A succeeded execution cannot be redriven, with AWS's reason as the message.
+    let err = c
+        .redrive_execution()
+        .execution_arn(&arn)
+        .send()
+        .await
+        .unwrap_err()
+        .into_service_error();
+    assert!(err.is_execution_not_redrivable(), "{err:?}");
+    assert_eq!(
+        err.meta().message(),
+        Some("Execution is SUCCEEDED and cannot be redriven")
+    );
+
+    // ListExecutions: redriveCount on every item, and the redrive filter.
+    let ok = c
+        .start_execution()
+        .state_machine_arn(&create(
+            &c,
+            "plain",
+            json!({"StartAt": "W", "States": {"W": {"Type": "Wait", "Seconds": 30, "End": true}}}),
+            StateMachineType::Standard,
+        )
+        .await)
+        .send()
+        .await
+        .unwrap();
+    let listed = c
+        .list_executions()
+        .state_machine_arn(&sm)
+        .redrive_filter(ExecutionRedriveFilter::Redriven)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(listed.executions().len(), 1);
+    assert_eq!(listed.executions()[0].redrive_count(), Some(2));
+    assert!(listed.executions()[0].redrive_date().is_some());
+    let not_redriven = c
+        .list_executions()
+        .state_machine_arn(&sm)
+        .redrive_filter(ExecutionRedriveFilter::NotRedriven)
+        .send()
+        .await
+        .unwrap();
+    assert!(not_redriven.executions().is_empty());
+
+    // A running execution cannot be redriven; once stopped (ABORTED) it can, and it waits
+    // again from its Wait state.
+    let err = c
+        .redrive_execution()
+        .execution_arn(ok.execution_arn())
+        .send()
+        .await
+        .unwrap_err()
+        .into_service_error();
+    assert!(err.is_execution_not_redrivable(), "{err:?}");
+    assert_eq!(
+        err.meta().message(),
+        Some("Execution is RUNNING and cannot be redriven")
+    );
+    c.stop_execution()
+        .execution_arn(ok.execution_arn())
+        .send()
+        .await
+        .unwrap();
+    c.redrive_execution()
+        .execution_arn(ok.execution_arn())
+        .send()
+        .await
+        .unwrap();
+    let d = c
+        .describe_execution()
+        .execution_arn(ok.execution_arn())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(*d.status(), ExecutionStatus::Running);
+    assert_eq!(d.redrive_count(), Some(1));
+    let names = entered_names(&history(&c, ok.execution_arn()).await);
+    assert_eq!(names, vec!["W", "W"]);
+
+    // Unknown executions and state machine ARNs, as AWS answers them.
+    let err = c
+        .redrive_execution()
+        .execution_arn(format!(
+            "{}:nope",
+            sm.replace(":stateMachine:", ":execution:")
+        ))
+        .send()
+        .await
+        .unwrap_err()
+        .into_service_error();
+    assert!(err.is_execution_does_not_exist(), "{err:?}");
+    let err = c
+        .redrive_execution()
+        .execution_arn(&sm)
+        .send()
+        .await
+        .unwrap_err()
+        .into_service_error();
+    assert!(err.is_invalid_arn(), "{err:?}");
 }

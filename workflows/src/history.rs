@@ -47,10 +47,28 @@ impl HistoryEvent {
 pub mod details {
     use super::*;
 
-    pub fn execution_started(input: &Value, role_arn: &str) -> (String, Value) {
+    /// `executionStartedEventDetails`, with the version and alias the execution was
+    /// started through, if any.
+    pub fn execution_started(
+        input: &Value,
+        role_arn: &str,
+        version_arn: Option<&str>,
+        alias_arn: Option<&str>,
+    ) -> (String, Value) {
+        let mut d = json!({"input": json_text(input), "inputDetails": {"truncated": false}, "roleArn": role_arn});
+        if let Some(a) = alias_arn {
+            d["stateMachineAliasArn"] = json!(a);
+        }
+        if let Some(v) = version_arn {
+            d["stateMachineVersionArn"] = json!(v);
+        }
+        ("executionStartedEventDetails".into(), d)
+    }
+
+    pub fn execution_redriven(redrive_count: u32) -> (String, Value) {
         (
-            "executionStartedEventDetails".into(),
-            json!({"input": json_text(input), "inputDetails": {"truncated": false}, "roleArn": role_arn}),
+            "executionRedrivenEventDetails".into(),
+            json!({ "redriveCount": redrive_count }),
         )
     }
 

@@ -45,6 +45,18 @@ pub struct ExecutionInfo {
     pub role_arn: String,
     pub start_time: Timestamp,
     pub input: Value,
+    /// The version the execution runs when started by a version or an alias ARN, and the
+    /// alias (both recorded in `ExecutionStarted`, as AWS does).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state_machine_version_arn: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state_machine_alias_arn: Option<String>,
+    /// How many times the execution was redriven (`$$.Execution.RedriveCount`) and when
+    /// last (`$$.Execution.RedriveTime`).
+    #[serde(default)]
+    pub redrive_count: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redrive_time: Option<Timestamp>,
 }
 
 impl ExecutionInfo {
@@ -69,6 +81,10 @@ impl ExecutionInfo {
             role_arn: format!("arn:aws:iam::{account}:role/trellis-workflows"),
             start_time,
             input,
+            state_machine_version_arn: None,
+            state_machine_alias_arn: None,
+            redrive_count: 0,
+            redrive_time: None,
         }
     }
 }
@@ -265,6 +281,12 @@ struct MapRun {
     /// Event ids AWS chains the Map's closing events to (see `step_map`).
     run_started_event: u64,
     last_iteration_event: u64,
+    /// Distributed Map: the items whose iteration failed (a redrive runs them again).
+    #[serde(default)]
+    failed: Vec<usize>,
+    /// Items to run again before `next` (after a redrive).
+    #[serde(default)]
+    redo: Vec<usize>,
 }
 
 /// A state-level error before it is matched against Retry/Catch.
@@ -317,7 +339,12 @@ impl Execution {
     /// Starts an execution: records `ExecutionStarted` and positions on `StartAt`.
     pub fn start(machine: &StateMachine, info: ExecutionInfo) -> Execution {
         let mut events = Vec::new();
-        let (k, v) = details::execution_started(&info.input, &info.role_arn);
+        let (k, v) = details::execution_started(
+            &info.input,
+            &info.role_arn,
+            info.state_machine_version_arn.as_deref(),
+            info.state_machine_alias_arn.as_deref(),
+        );
         events.push(HistoryEvent {
             id: 1,
             previous_event_id: 0,
@@ -462,6 +489,36 @@ impl Execution {
         }
         let mut slot = Some(outcome);
         visit(&mut self.root, &pick, &mut slot)
+    }
+
+    /// The number of history events recorded so far.
+    pub fn event_count(&self) -> u64 {
+        self.last_event_id()
+    }
+
+    /// Restarts a failed, timed-out or aborted execution (RedriveExecution) from its
+    /// unsuccessful states: records `ExecutionRedriven`, and re-enters every state that
+    /// failed or was interrupted, in the root graph and inside Parallel branches and Map
+    /// iterations, keeping the branches and iterations that succeeded with their results.
+    /// The execution timeout starts again from `now`. False (and nothing changes) when the
+    /// execution is running or succeeded.
+    pub fn redrive(&mut self, now: Timestamp) -> bool {
+        if matches!(self.status, Status::Running | Status::Succeeded) {
+            return false;
+        }
+        if let Some(d) = self.deadline {
+            self.deadline = Some(now.plus_millis(d.millis() - self.info.start_time.millis()));
+        }
+        self.status = Status::Running;
+        self.output = None;
+        self.failure = None;
+        self.info.redrive_count += 1;
+        self.info.redrive_time = Some(now);
+        let d = details::execution_redriven(self.info.redrive_count);
+        self.push_event(now, "ExecutionRedriven", Some(d));
+        let redriven = self.last_event_id();
+        redrive_frame(&mut self.root, redriven);
+        true
     }
 
     /// Stops a running execution (StopExecution).
@@ -615,7 +672,7 @@ impl Frame {
                 "Name": env.info.name,
                 "RoleArn": env.info.role_arn,
                 "StartTime": env.info.start_time.to_rfc3339(),
-                "RedriveCount": 0,
+                "RedriveCount": env.info.redrive_count,
             },
             "State": {
                 "EnteredTime": self.entered_time.to_rfc3339(),
@@ -626,6 +683,9 @@ impl Frame {
                 "Name": env.info.state_machine_name,
             },
         });
+        if let Some(t) = env.info.redrive_time {
+            ctx["Execution"]["RedriveTime"] = json!(t.to_rfc3339());
+        }
         if state.context_use == ContextUse::Full {
             ctx["Execution"]["Input"] = env.info.input.clone();
         }
@@ -839,19 +899,27 @@ fn step_frame(f: &mut Frame, root: &StateMachine, env: &mut Env<'_>) -> Progress
             }
         }
         Phase::Parallel { mut children } => {
-            let progress = step_parallel(f, state, &mut children, root, env);
-            if progress.is_some() {
-                f.phase = Phase::Parallel { children };
+            match step_parallel(f, state, &mut children, root, env) {
+                Some(progress) => {
+                    f.phase = Phase::Parallel { children };
+                    progress
+                }
+                None => {
+                    keep_for_redrive(f, Phase::Parallel { children });
+                    Progress::Moved
+                }
             }
-            progress.unwrap_or(Progress::Moved)
         }
-        Phase::Map(mut run) => {
-            let progress = step_map(f, state, &mut run, root, env);
-            if progress.is_some() {
+        Phase::Map(mut run) => match step_map(f, state, &mut run, root, env) {
+            Some(progress) => {
                 f.phase = Phase::Map(run);
+                progress
             }
-            progress.unwrap_or(Progress::Moved)
-        }
+            None => {
+                keep_for_redrive(f, Phase::Map(run));
+                Progress::Moved
+            }
+        },
     }
 }
 
@@ -947,6 +1015,7 @@ fn step_map(
                 if run.distributed {
                     run.failures += 1;
                     run.results[index] = fail.to_error_output();
+                    run.failed.push(index);
                     if exceeds_tolerance(run) {
                         env.emit(f, "MapRunFailed", None);
                         let fail = Failure::new(
@@ -966,10 +1035,13 @@ fn step_map(
                     let d = details::map_iteration("MapIterationFailed", &state.name, index);
                     env.emit(f, "MapIterationFailed", Some(d));
                     f.last_event = child.last_event;
-                    for (other, _) in std::mem::take(&mut run.running) {
+                    let others: Vec<usize> = run.running.iter().map(|(o, _)| *o).collect();
+                    for other in others {
                         let d = details::map_iteration("MapIterationAborted", &state.name, other);
                         env.emit(f, "MapIterationAborted", Some(d));
                     }
+                    // The failed and aborted iterations stay, for a redrive.
+                    run.running.push((index, child));
                     handle_error_with(
                         f,
                         state,
@@ -996,11 +1068,13 @@ fn step_map(
         }
     }
     // Start the next iteration when there is room.
-    if run.next < run.items.len()
+    if (!run.redo.is_empty() || run.next < run.items.len())
         && (run.max_concurrency == 0 || run.running.len() < run.max_concurrency)
     {
-        let index = run.next;
-        run.next += 1;
+        let index = run.redo.pop().unwrap_or_else(|| {
+            run.next += 1;
+            run.next - 1
+        });
         let StateKind::Map(m) = &state.kind else {
             unreachable!("map phase on a map state")
         };
@@ -1024,7 +1098,7 @@ fn step_map(
         run.running.push((index, child));
         return Some(Progress::Moved);
     }
-    if run.running.is_empty() && run.next >= run.items.len() {
+    if run.running.is_empty() && run.redo.is_empty() && run.next >= run.items.len() {
         // The recorded histories chain MapStateExited to the event before
         // MapStateSucceeded (the last iteration's, or MapRunSucceeded), not to it.
         let exit_prev = if run.distributed {
@@ -1436,6 +1510,8 @@ fn start_map(
         map_run_arn,
         run_started_event,
         last_iteration_event: 0,
+        failed: Vec::new(),
+        redo: Vec::new(),
     })
 }
 
@@ -1804,6 +1880,42 @@ fn advance(f: &mut Frame, state: &State, out: Value, next: Option<String>) {
             f.phase = Phase::Enter;
             f.done = Some(FrameResult::Succeeded(out));
         }
+    }
+}
+
+/// Puts a frame that failed or was interrupted back to work (see [`Execution::redrive`]):
+/// a Parallel or Map it ended in resumes with its unsuccessful branches and iterations
+/// redriven; any other state is entered again with the input it had.
+fn redrive_frame(f: &mut Frame, redriven_event: u64) {
+    if matches!(f.done, Some(FrameResult::Succeeded(_))) {
+        return;
+    }
+    f.done = None;
+    if !f.silent {
+        f.last_event = redriven_event;
+    }
+    match &mut f.phase {
+        Phase::Parallel { children } => {
+            for c in children.iter_mut() {
+                redrive_frame(c, redriven_event);
+            }
+        }
+        Phase::Map(run) => {
+            for (_, c) in run.running.iter_mut() {
+                redrive_frame(c, redriven_event);
+            }
+            // Failed iterations of a distributed Map start again from their item.
+            run.failures -= run.failed.len();
+            run.redo.append(&mut run.failed);
+        }
+        _ => f.phase = Phase::Enter,
+    }
+}
+
+/// Keeps the Parallel or Map phase of a frame that failed with it, for a redrive.
+fn keep_for_redrive(f: &mut Frame, phase: Phase) {
+    if matches!(f.done, Some(FrameResult::Failed(_))) {
+        f.phase = phase;
     }
 }
 

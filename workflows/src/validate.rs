@@ -1001,7 +1001,9 @@ impl Checker {
     fn task(&mut self, m: &Map<String, Value>, at: &str, jsonata: bool) {
         match m.get("Resource") {
             Some(Value::String(r)) => {
-                if r == "arn:aws:states:::http:invoke" {
+                if r == "arn:aws:states:::http:invoke"
+                    || r == "arn:aws:states:::http:invoke.waitForTaskToken"
+                {
                     self.http_task(m, at, jsonata);
                 }
                 if let Err(msg) = check_resource(r) {

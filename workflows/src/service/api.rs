@@ -33,6 +33,7 @@ impl Inner {
                 self.describe_state_machine_for_execution(&input).await
             }
             "StopExecution" => self.stop_execution(&input).await,
+            "RedriveExecution" => self.redrive_execution(&input).await,
             "ListExecutions" => self.list_executions(&input).await,
             "GetExecutionHistory" => self.get_execution_history(&input).await,
             "SendTaskSuccess" => {
@@ -311,7 +312,6 @@ impl Inner {
         let mut out = execution_json(&doc);
         if let Value::Object(o) = &mut out {
             o.remove("redriveCount");
-            o.remove("redriveStatus");
             o.insert(
                 "billingDetails".into(),
                 json!({"billedMemoryUsedInMB": 64, "billedDurationInMilliseconds": 100}),
@@ -320,7 +320,10 @@ impl Inner {
         Ok(out)
     }
 
-    async fn existing_execution_handle(&self, arn: &str) -> Result<Arc<ExecHandle>, ApiError> {
+    pub(crate) async fn existing_execution_handle(
+        &self,
+        arn: &str,
+    ) -> Result<Arc<ExecHandle>, ApiError> {
         check_arn(arn, "execution")?;
         self.execution(arn).ok_or_else(|| {
             ApiError::new(
@@ -336,7 +339,13 @@ impl Inner {
             .existing_execution_handle(str_field(input, "executionArn"))
             .await?;
         let doc = h.state.lock().await.doc.clone();
-        Ok(execution_json(&doc))
+        let mut out = execution_json(&doc);
+        let (status, reason) = self.redrive_status(&doc);
+        out["redriveStatus"] = json!(status);
+        if let Some(r) = reason {
+            out["redriveStatusReason"] = json!(r);
+        }
+        Ok(out)
     }
 
     async fn describe_state_machine_for_execution(&self, input: &Value) -> Result<Value, ApiError> {
@@ -414,6 +423,11 @@ impl Inner {
             ));
         }
         let filter = input["statusFilter"].as_str();
+        let redriven = match input["redriveFilter"].as_str() {
+            Some("REDRIVEN") => Some(true),
+            Some("NOT_REDRIVEN") => Some(false),
+            _ => None,
+        };
         let handles: Vec<Arc<ExecHandle>> = self
             .executions
             .read()
@@ -432,7 +446,9 @@ impl Inner {
                 } else {
                     Some(s.state_machine_arn.as_str()) == sm
                 };
-                let wanted = through && filter.is_none_or(|f| f == s.status);
+                let wanted = through
+                    && filter.is_none_or(|f| f == s.status)
+                    && redriven.is_none_or(|r| r == (s.redrive_count > 0));
                 wanted.then(|| (h.arn.clone(), s))
             })
             .collect();
@@ -744,15 +760,10 @@ fn execution_json(doc: &ExecDoc) -> Value {
     if let Some(a) = &doc.state_machine_alias_arn {
         m.insert("stateMachineAliasArn".into(), json!(a));
     }
-    m.insert("redriveCount".into(), json!(0));
-    m.insert(
-        "redriveStatus".into(),
-        json!(if doc.status == "RUNNING" || doc.status == "SUCCEEDED" {
-            "NOT_REDRIVABLE"
-        } else {
-            "REDRIVABLE"
-        }),
-    );
+    m.insert("redriveCount".into(), json!(doc.redrive_count));
+    if let Some(d) = doc.redrive_date {
+        m.insert("redriveDate".into(), json!(secs(d)));
+    }
     Value::Object(m)
 }
 
@@ -772,6 +783,10 @@ fn summary_json(arn: &str, s: &Summary) -> Value {
     }
     if let Some(a) = &s.alias_arn {
         v["stateMachineAliasArn"] = json!(a);
+    }
+    v["redriveCount"] = json!(s.redrive_count);
+    if let Some(d) = s.redrive_date {
+        v["redriveDate"] = json!(secs(d));
     }
     v
 }

@@ -56,6 +56,17 @@ pub(crate) struct ExecDoc {
     /// The interpreter state; `None` once the execution has ended.
     #[serde(default)]
     pub execution: Option<Execution>,
+    /// The interpreter state a failed, timed-out or aborted execution ended in, kept for
+    /// RedriveExecution.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redrive_from: Option<Execution>,
+    #[serde(default)]
+    pub redrive_count: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redrive_date: Option<i64>,
+    /// The `clientToken` of the last RedriveExecution, which a retry of it repeats.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redrive_token: Option<String>,
 }
 
 /// One execution in memory.
@@ -80,10 +91,12 @@ pub(crate) struct Summary {
     pub stop_date: Option<i64>,
     pub version_arn: Option<String>,
     pub alias_arn: Option<String>,
+    pub redrive_count: u32,
+    pub redrive_date: Option<i64>,
 }
 
 impl Summary {
-    fn of(doc: &ExecDoc) -> Summary {
+    pub(crate) fn of(doc: &ExecDoc) -> Summary {
         Summary {
             state_machine_arn: doc.state_machine_arn.clone(),
             name: doc.name.clone(),
@@ -92,6 +105,8 @@ impl Summary {
             stop_date: doc.stop_date,
             version_arn: doc.state_machine_version_arn.clone(),
             alias_arn: doc.state_machine_alias_arn.clone(),
+            redrive_count: doc.redrive_count,
+            redrive_date: doc.redrive_date,
         }
     }
 }
@@ -104,7 +119,7 @@ pub(crate) struct ExecState {
     /// change made under the lock is always seen by a step.
     driving: bool,
     /// Events recorded but not yet committed (a failed commit keeps them for the next).
-    unsaved: Vec<HistoryEvent>,
+    pub unsaved: Vec<HistoryEvent>,
     /// Tokens handed to workers, forgotten when the execution ends.
     tokens: Vec<String>,
     /// Steps taken since the last commit.
@@ -210,6 +225,8 @@ impl Inner {
         info.execution_arn = arn.clone();
         info.state_machine_arn = machine.doc.state_machine_arn.clone();
         info.role_arn = launch.role_arn.clone();
+        info.state_machine_version_arn = launch.version_arn.clone();
+        info.state_machine_alias_arn = launch.alias_arn.clone();
         let exec = Execution::start(&launch.version.machine, info);
         let doc = ExecDoc {
             execution_arn: arn.clone(),
@@ -228,6 +245,10 @@ impl Inner {
             state_machine_version_arn: launch.version_arn,
             state_machine_alias_arn: launch.alias_arn,
             execution: Some(exec),
+            redrive_from: None,
+            redrive_count: 0,
+            redrive_date: None,
+            redrive_token: None,
         };
         let handle = ExecHandle::new(doc, launch.version.clone(), !express);
         // Reserve the ARN (name idempotency), holding the fresh execution's lock so nobody
@@ -442,7 +463,8 @@ impl Inner {
         writes.push(doc_write(&st.doc));
         match self.commit(writes).await {
             Ok(()) => {
-                st.unsaved.clear();
+                // Dropped rather than cleared: a parked execution keeps no event buffer.
+                st.unsaved = Vec::new();
                 st.uncommitted_steps = 0;
                 true
             }
@@ -478,6 +500,9 @@ impl Inner {
             st.doc.error = f.error.clone();
             st.doc.cause = f.cause.clone();
         }
+        if h.durable && exec.status() != Status::Succeeded {
+            st.doc.redrive_from = Some(exec.clone());
+        }
         if !self.save(h, st, events).await {
             // Keep running from the last committed state: put the execution back; the
             // retry re-derives the end.
@@ -487,6 +512,7 @@ impl Inner {
             st.doc.output = None;
             st.doc.error = None;
             st.doc.cause = None;
+            st.doc.redrive_from = None;
             return;
         }
         *Self::lock(&h.summary) = Summary::of(&st.doc);

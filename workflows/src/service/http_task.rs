@@ -599,6 +599,100 @@ mod tests {
         );
     }
 
+    #[tokio::test]
+    async fn wait_for_task_token_sends_the_token_and_waits_for_send_task() {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = connection(|req| match req.uri().path() {
+            "/broken" => respond(500, "text/plain", "down"),
+            _ => respond(202, "application/json", r#"{"queued": true}"#),
+        });
+        let sf = service_with(dir.path(), Some(conn.clone())).await;
+        let def = |path: &str| {
+            json!({"StartAt": "Call", "States": {"Call": {"Type": "Task",
+                "Resource": "arn:aws:states:::http:invoke.waitForTaskToken",
+                "Parameters": {"ApiEndpoint": format!("https://jobs.example.com{path}"),
+                    "Method": "POST", "Authentication": {"ConnectionArn": CONN},
+                    "RequestBody": {"token.$": "$$.Task.Token"}},
+                "End": true}}})
+        };
+        let start = |name: &str, def: Value| {
+            let sf = sf.clone();
+            let name = name.to_string();
+            async move {
+                let sm = sf
+                    .call_op(
+                        "CreateStateMachine",
+                        json!({"name": name, "definition": def.to_string(),
+                        "roleArn": "arn:aws:iam::000000000000:role/r"}),
+                    )
+                    .await
+                    .unwrap();
+                let run = sf
+                    .call_op(
+                        "StartExecution",
+                        json!({"stateMachineArn": sm["stateMachineArn"]}),
+                    )
+                    .await
+                    .unwrap();
+                run["executionArn"].as_str().unwrap().to_string()
+            }
+        };
+        let describe = |arn: String| {
+            let sf = sf.clone();
+            async move {
+                sf.call_op("DescribeExecution", json!({"executionArn": arn}))
+                    .await
+                    .unwrap()
+            }
+        };
+
+        let arn = start("jobs", def("/jobs")).await;
+        let mut token = None;
+        for _ in 0..100 {
+            token = conn.seen.lock().unwrap().first().map(|req| {
+                let body: Value = serde_json::from_slice(req.body()).unwrap();
+                body["token"].as_str().unwrap().to_string()
+            });
+            if token.is_some() {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        let token = token.expect("the request reached the connection with the token");
+        // The answer to the request does not end the task: the token does.
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        assert_eq!(describe(arn.clone()).await["status"], "RUNNING");
+        sf.call_op(
+            "SendTaskSuccess",
+            json!({"taskToken": token, "output": "{\"done\": 1}"}),
+        )
+        .await
+        .unwrap();
+        let mut d = describe(arn.clone()).await;
+        for _ in 0..100 {
+            if d["status"] != "RUNNING" {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            d = describe(arn.clone()).await;
+        }
+        assert_eq!(d["status"], "SUCCEEDED", "{d}");
+        assert_eq!(d["output"], "{\"done\":1}");
+
+        // A request the API refuses fails the task at once.
+        let arn = start("broken", def("/broken")).await;
+        let mut d = describe(arn.clone()).await;
+        for _ in 0..100 {
+            if d["status"] != "RUNNING" {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            d = describe(arn.clone()).await;
+        }
+        assert_eq!(d["status"], "FAILED", "{d}");
+        assert_eq!(d["error"], "States.Http.StatusCode.500");
+    }
+
     #[test]
     fn definitions_need_endpoint_method_and_connection() {
         let check = |params: Value| {

@@ -21,6 +21,7 @@
 mod api;
 mod executor;
 mod http_task;
+mod redrive;
 mod tasks;
 mod test_state;
 mod versions;
@@ -181,8 +182,17 @@ pub async fn start(
 impl StepFunctions {
     /// Calls an operation directly (what the API listener does after validating the input).
     pub async fn call_op(&self, op: &str, input: Value) -> Result<Value, ApiError> {
-        self.inner.clone().call(op, input).await
+        run_to_end(self.inner.clone(), op.to_string(), input).await
     }
+}
+
+/// Runs an operation in its own task, so that it completes even when the caller stops
+/// waiting (a client that disconnects mid-request): an operation that committed a change
+/// (an execution started, a task result, a redrive) must also start driving it.
+async fn run_to_end(inner: Arc<Inner>, op: String, input: Value) -> Result<Value, ApiError> {
+    tokio::spawn(async move { inner.call(&op, input).await })
+        .await
+        .unwrap_or_else(|e| Err(ApiError::internal(e)))
 }
 
 impl JsonService for StepFunctions {
@@ -199,9 +209,7 @@ impl JsonService for StepFunctions {
     }
 
     fn call(&self, op: &str, input: Value) -> BoxFuture<'_, Result<Value, ApiError>> {
-        let op = op.to_string();
-        let inner = self.inner.clone();
-        Box::pin(async move { inner.call(&op, input).await })
+        Box::pin(run_to_end(self.inner.clone(), op.to_string(), input))
     }
 }
 

@@ -7,7 +7,8 @@
 //! - `arn:aws:states:::states:startExecution` (`.sync`, `.sync:2`, `.waitForTaskToken`): a
 //!   child execution of this service;
 //! - `arn:aws:states:::events:putEvents`: each entry put on its event bus (the bus's target);
-//! - `arn:aws:states:::http:invoke`: one HTTP request through an EventBridge connection
+//! - `arn:aws:states:::http:invoke` (`.waitForTaskToken`): one HTTP request through an
+//!   EventBridge connection
 //!   (`http_task`);
 //! - an activity ARN: queued for `GetActivityTask` (see the executor's dispatch).
 
@@ -55,7 +56,11 @@ impl Inner {
             Some(("events", "putEvents")) | Some(("events", "putEvents.waitForTaskToken")) => {
                 Some(self.put_events(t).await)
             }
-            Some(("http", "invoke")) => Some(self.http_invoke(t).await),
+            // `.waitForTaskToken`: the request carries the token (`$$.Task.Token` in its
+            // parameters); a failed request fails the task, a sent one waits for SendTask*.
+            Some(("http", "invoke" | "invoke.waitForTaskToken")) => {
+                Some(self.http_invoke(t).await)
+            }
             Some((service, action)) => Some(TaskOutcome::Failed(Failure::new(
                 "States.Runtime",
                 format!(

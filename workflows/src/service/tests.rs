@@ -318,6 +318,93 @@ async fn resumes_after_restart_without_rerunning_states() {
 }
 
 #[tokio::test]
+async fn redrive_survives_a_restart_and_repeats_for_the_same_client_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let arn;
+    {
+        let sf = service(dir.path()).await;
+        // Times out in its Wait state; a redrive gives it its full 1 s again.
+        let sm = create(
+            &sf,
+            "late",
+            json!({"TimeoutSeconds": 1, "StartAt": "A", "States": {
+                "A": {"Type": "Pass", "Next": "W"},
+                "W": {"Type": "Wait", "SecondsPath": "$$.Execution.RedriveCount", "Next": "Z"},
+                "Z": {"Type": "Wait", "Seconds": 5, "Next": "B"},
+                "B": {"Type": "Pass", "End": true}}}),
+            "STANDARD",
+        )
+        .await;
+        let out = sf
+            .call_op(
+                "StartExecution",
+                json!({"stateMachineArn": sm, "name": "t"}),
+            )
+            .await
+            .unwrap();
+        arn = out["executionArn"].as_str().unwrap().to_string();
+        let d = wait_done(&sf, &arn).await;
+        assert_eq!(d["status"], "TIMED_OUT");
+        assert_eq!(d["redriveStatus"], "REDRIVABLE");
+    }
+    // After a restart the stored execution is still redrivable.
+    let sf = service(dir.path()).await;
+    let redrive = json!({"executionArn": arn, "clientToken": "token-1"});
+    let first = sf
+        .call_op("RedriveExecution", redrive.clone())
+        .await
+        .unwrap();
+    let again = sf.call_op("RedriveExecution", redrive).await.unwrap();
+    assert_eq!(
+        first, again,
+        "the same client token answers the same redrive"
+    );
+    let err = sf
+        .call_op(
+            "RedriveExecution",
+            json!({"executionArn": arn, "clientToken": "token-2"}),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.code, "ExecutionNotRedrivable");
+    assert_eq!(err.message, "Execution is RUNNING and cannot be redriven");
+    let d = wait_done(&sf, &arn).await;
+    assert_eq!(d["status"], "TIMED_OUT");
+    assert_eq!(d["redriveCount"], 1);
+    assert_eq!(d["redriveDate"], first["redriveDate"]);
+    let h = sf
+        .call_op("GetExecutionHistory", json!({"executionArn": arn}))
+        .await
+        .unwrap();
+    let types: Vec<&str> = h["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["type"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        types,
+        [
+            "ExecutionStarted",
+            "PassStateEntered",
+            "PassStateExited",
+            "WaitStateEntered",
+            "WaitStateExited",
+            "WaitStateEntered",
+            "ExecutionTimedOut",
+            "ExecutionRedriven",
+            "WaitStateEntered",
+            "ExecutionTimedOut"
+        ]
+    );
+    let redriven = &h["events"][7];
+    assert_eq!(redriven["executionRedrivenEventDetails"]["redriveCount"], 1);
+    assert_eq!(redriven["previousEventId"], 7);
+    assert_eq!(h["events"][8]["previousEventId"], 8);
+    assert_eq!(h["events"][8]["stateEnteredEventDetails"]["name"], "Z");
+}
+
+#[tokio::test]
 async fn test_state_reports_output_next_state_and_errors() {
     let dir = tempfile::tempdir().unwrap();
     let sf = service(dir.path()).await;
