@@ -1309,8 +1309,9 @@ while True:
 /// IAM for one), then the deployed function answers through the Lambda API.
 #[tokio::test]
 async fn cargo_lambda_deploy_deploys_a_function() {
+    // A cargo subcommand: `cargo-lambda --version` alone is an error.
     let version = std::process::Command::new("cargo-lambda")
-        .arg("--version")
+        .args(["lambda", "--version"])
         .output();
     if !matches!(&version, Ok(o) if o.status.success())
         && tool_missing("cargo-lambda", "pip install cargo-lambda")
@@ -1323,10 +1324,11 @@ async fn cargo_lambda_deploy_deploys_a_function() {
         .args(["lambda", "deploy", "--endpoint-url"])
         .arg(t.endpoint())
         .args(["--region", "us-east-1", "--timeout", "7", "--memory", "256"])
-        .args(["--env-var", "DEPLOYED_BY=cargo-lambda", "--binary-path"])
+        .args(["--env-var", "GREETING=from-cargo-lambda", "--binary-path"])
         .arg(bootstrap())
         .arg("deployed-echo")
-        .current_dir(dir.path())
+        // It reads the package's metadata even when given the binary: run it in the package.
+        .current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("functions/tests/fixtures/echo-fn"))
         .env("AWS_ACCESS_KEY_ID", "AKIDTEST")
         .env("AWS_SECRET_ACCESS_KEY", "secret")
         .env_remove("AWS_PROFILE")
@@ -1351,5 +1353,5 @@ async fn cargo_lambda_deploy_deploys_a_function() {
     let (body, error, _, _) = invoke(&c, "deployed-echo", json!({"echo": "deployed"})).await;
     assert_eq!(error, None, "{body}");
     assert_eq!(body["event"], json!({"echo": "deployed"}));
-    assert_eq!(body["env"]["DEPLOYED_BY"], "cargo-lambda");
+    assert_eq!(body["env"]["GREETING"], "from-cargo-lambda");
 }
