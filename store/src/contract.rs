@@ -34,6 +34,21 @@ pub async fn run(store: &dyn Store) {
         "list is ordered by id and holds only its kind"
     );
 
+    let page = store.list_page("service", None, 1).await.unwrap();
+    assert_eq!(page.len(), 1);
+    assert_eq!(page[0].0, "svc-1", "pages are ordered by id");
+    let next = store.list_page("service", Some("svc-1"), 10).await.unwrap();
+    assert_eq!(
+        next.iter().map(|(id, _)| id.as_str()).collect::<Vec<_>>(),
+        ["svc-2"],
+        "a page starts after the given id and holds only its kind"
+    );
+    assert!(store
+        .list_page("service", Some("svc-2"), 10)
+        .await
+        .unwrap()
+        .is_empty());
+
     // Overwrite and delete in one batch.
     let r2 = store
         .commit(vec![

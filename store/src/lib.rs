@@ -52,6 +52,15 @@ pub trait Store: Send + Sync {
     fn list<'a>(&'a self, kind: &'a str)
         -> BoxFuture<'a, Result<Vec<(String, Value)>, StoreError>>;
 
+    /// At most `limit` documents of a kind whose ids come after `after` (all when `None`),
+    /// ordered by id: for loading a kind with many documents without holding them all at once.
+    fn list_page<'a>(
+        &'a self,
+        kind: &'a str,
+        after: Option<&'a str>,
+        limit: usize,
+    ) -> BoxFuture<'a, Result<Vec<(String, Value)>, StoreError>>;
+
     /// Applies every write or none, durably, and returns the store's new revision.
     fn commit(&self, writes: Vec<Write>) -> BoxFuture<'_, Result<u64, StoreError>>;
 

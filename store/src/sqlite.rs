@@ -114,6 +114,31 @@ impl Store for SqliteStore {
         }))
     }
 
+    fn list_page<'a>(
+        &'a self,
+        kind: &'a str,
+        after: Option<&'a str>,
+        limit: usize,
+    ) -> BoxFuture<'a, Result<Vec<(String, Value)>, StoreError>> {
+        let (k, after) = (kind.to_string(), after.unwrap_or("").to_string());
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        Box::pin(self.run(move |c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT id, doc FROM docs WHERE kind = ?1 AND id > ?2 ORDER BY id LIMIT ?3",
+            )?;
+            let rows = stmt.query_map(params![k, after, limit], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+            })?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (id, text) = row?;
+                let doc = parse(&k, &id, &text)?;
+                out.push((id, doc));
+            }
+            Ok(out)
+        }))
+    }
+
     fn commit(&self, writes: Vec<Write>) -> BoxFuture<'_, Result<u64, StoreError>> {
         Box::pin(self.run(move |c| {
             let tx = c.transaction()?;

@@ -47,6 +47,8 @@ pub(crate) use http_task::METHODS as HTTP_METHODS;
 const KIND_MACHINE: &str = "sfn.machine";
 const KIND_DEFINITION: &str = "sfn.definition";
 const KIND_EXECUTION: &str = "sfn.execution";
+/// Execution documents read per store page at start.
+const EXECUTION_PAGE: usize = 500;
 const KIND_ACTIVITY: &str = "sfn.activity";
 
 fn history_kind(execution_arn: &str) -> String {
@@ -290,42 +292,53 @@ impl Inner {
         }
         let mut definitions: HashMap<String, Option<String>> = HashMap::new();
         let mut running = Vec::new();
-        for (arn, doc) in self.store.list(KIND_EXECUTION).await? {
-            let doc: executor::ExecDoc = match serde_json::from_value(doc) {
-                Ok(d) => d,
-                Err(e) => {
-                    tracing::error!(%arn, "unreadable execution document ({e}); skipped");
-                    continue;
+        // A page at a time: with 100,000 parked executions, holding every document as JSON
+        // at once (on top of the executions built from them) doubled the memory at start.
+        let mut after: Option<String> = None;
+        loop {
+            let page = self
+                .store
+                .list_page(KIND_EXECUTION, after.as_deref(), EXECUTION_PAGE)
+                .await?;
+            let Some((last, _)) = page.last() else { break };
+            after = Some(last.clone());
+            for (arn, doc) in page {
+                let doc: executor::ExecDoc = match serde_json::from_value(doc) {
+                    Ok(d) => d,
+                    Err(e) => {
+                        tracing::error!(%arn, "unreadable execution document ({e}); skipped");
+                        continue;
+                    }
+                };
+                if !definitions.contains_key(&doc.version_id) {
+                    let text = self
+                        .store
+                        .get(KIND_DEFINITION, &doc.version_id)
+                        .await?
+                        .and_then(|d| d["definition"].as_str().map(str::to_string));
+                    definitions.insert(doc.version_id.clone(), text);
                 }
-            };
-            if !definitions.contains_key(&doc.version_id) {
-                let text = self
-                    .store
-                    .get(KIND_DEFINITION, &doc.version_id)
-                    .await?
-                    .and_then(|d| d["definition"].as_str().map(str::to_string));
-                definitions.insert(doc.version_id.clone(), text);
-            }
-            let Some(Some(text)) = definitions.get(&doc.version_id) else {
-                tracing::error!(%arn, "the definition of this execution is missing; skipped");
-                continue;
-            };
-            let version = match self.version(text, MachineType::Standard) {
-                Ok(v) => v,
-                Err(e) => {
-                    tracing::error!(%arn, "definition no longer valid: {e}");
+                let Some(Some(text)) = definitions.get(&doc.version_id) else {
+                    tracing::error!(%arn, "the definition of this execution is missing; skipped");
                     continue;
+                };
+                let version = match self.version(text, MachineType::Standard) {
+                    Ok(v) => v,
+                    Err(e) => {
+                        tracing::error!(%arn, "definition no longer valid: {e}");
+                        continue;
+                    }
+                };
+                let is_running = doc.execution.is_some();
+                let handle = executor::ExecHandle::new(doc, version, true);
+                if is_running {
+                    running.push(handle.clone());
                 }
-            };
-            let is_running = doc.execution.is_some();
-            let handle = executor::ExecHandle::new(doc, version, true);
-            if is_running {
-                running.push(handle.clone());
+                self.executions
+                    .write()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(arn, handle);
             }
-            self.executions
-                .write()
-                .unwrap_or_else(|e| e.into_inner())
-                .insert(arn, handle);
         }
         let me = self.this();
         for h in running {
