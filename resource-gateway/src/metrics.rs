@@ -37,84 +37,64 @@ impl Metrics {
     pub fn render(&self) -> String {
         let map = self.by_resource.lock().unwrap_or_else(|p| p.into_inner());
         let mut out = String::new();
-        let mut family =
-            |name: &str, kind: &str, help: &str, rows: &dyn Fn(&str, &Counters, &mut String)| {
-                let _ = writeln!(out, "# HELP {name} {help}");
-                let _ = writeln!(out, "# TYPE {name} {kind}");
-                for (id, c) in map.iter() {
-                    rows(id, c, &mut out);
+        // Each family: name, type, help, and the extra labels and value of each row per
+        // resource configuration.
+        type Rows = fn(&Counters) -> Vec<(&'static str, &AtomicU64)>;
+        let families: [(&str, &str, &str, Rows); 5] = [
+            (
+                "trellis_resource_active_connections",
+                "gauge",
+                "Open connections through resource endpoints.",
+                |c| vec![("", &c.active)],
+            ),
+            (
+                "trellis_resource_connections_total",
+                "counter",
+                "Connections accepted by resource endpoints.",
+                |c| vec![("", &c.connections)],
+            ),
+            (
+                "trellis_resource_bytes_total",
+                "counter",
+                "Bytes proxied, by direction.",
+                |c| {
+                    vec![
+                        (",direction=\"to_destination\"", &c.bytes_to_destination),
+                        (",direction=\"from_destination\"", &c.bytes_from_destination),
+                    ]
+                },
+            ),
+            (
+                "trellis_resource_connect_errors_total",
+                "counter",
+                "Connections whose destination refused, timed out or did not resolve.",
+                |c| vec![("", &c.connect_errors)],
+            ),
+            (
+                "trellis_resource_denied_connections_total",
+                "counter",
+                "Connections closed by the client allow-list or the connection limit.",
+                |c| {
+                    vec![
+                        (",reason=\"cidr\"", &c.denied_cidr),
+                        (",reason=\"limit\"", &c.denied_limit),
+                    ]
+                },
+            ),
+        ];
+        for (name, kind, help, rows) in families {
+            let _ = writeln!(out, "# HELP {name} {help}");
+            let _ = writeln!(out, "# TYPE {name} {kind}");
+            for (id, c) in map.iter() {
+                for (labels, value) in rows(c) {
+                    let _ = writeln!(
+                        out,
+                        "{name}{{resource_configuration=\"{id}\"{labels}}} {}",
+                        value.load(Relaxed)
+                    );
                 }
-            };
-        family(
-            "trellis_resource_active_connections",
-            "gauge",
-            "Open connections through resource endpoints.",
-            &|id, c, out| {
-                let _ = writeln!(
-                    out,
-                    "trellis_resource_active_connections{{resource_configuration=\"{id}\"}} {}",
-                    c.active.load(Relaxed)
-                );
-            },
-        );
-        family(
-            "trellis_resource_connections_total",
-            "counter",
-            "Connections accepted by resource endpoints.",
-            &|id, c, out| {
-                let _ = writeln!(
-                    out,
-                    "trellis_resource_connections_total{{resource_configuration=\"{id}\"}} {}",
-                    c.connections.load(Relaxed)
-                );
-            },
-        );
-        family(
-            "trellis_resource_bytes_total",
-            "counter",
-            "Bytes proxied, by direction.",
-            &|id, c, out| {
-                let _ = writeln!(
-                    out,
-                    "trellis_resource_bytes_total{{resource_configuration=\"{id}\",direction=\"to_destination\"}} {}",
-                    c.bytes_to_destination.load(Relaxed)
-                );
-                let _ = writeln!(
-                    out,
-                    "trellis_resource_bytes_total{{resource_configuration=\"{id}\",direction=\"from_destination\"}} {}",
-                    c.bytes_from_destination.load(Relaxed)
-                );
-            },
-        );
-        family(
-            "trellis_resource_connect_errors_total",
-            "counter",
-            "Connections whose destination refused, timed out or did not resolve.",
-            &|id, c, out| {
-                let _ = writeln!(
-                    out,
-                    "trellis_resource_connect_errors_total{{resource_configuration=\"{id}\"}} {}",
-                    c.connect_errors.load(Relaxed)
-                );
-            },
-        );
-        family(
-            "trellis_resource_denied_connections_total",
-            "counter",
-            "Connections closed by the client allow-list or the connection limit.",
-            &|id, c, out| {
-                let _ = writeln!(
-                    out,
-                    "trellis_resource_denied_connections_total{{resource_configuration=\"{id}\",reason=\"cidr\"}} {}",
-                    c.denied_cidr.load(Relaxed)
-                );
-                let _ = writeln!(
-                    out,
-                    "trellis_resource_denied_connections_total{{resource_configuration=\"{id}\",reason=\"limit\"}} {}",
-                    c.denied_limit.load(Relaxed)
-                );
-            },
-        );
+            }
+        }
         out
     }
 }

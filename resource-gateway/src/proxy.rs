@@ -143,7 +143,7 @@ pub(crate) fn identity(
 pub(crate) fn log_access(identity: &Map<String, Value>, fields: Value) {
     let mut line = Map::new();
     line.insert("type".into(), "resource_access".into());
-    line.insert("time".into(), now_rfc3339().into());
+    line.insert("time".into(), trellis_core::clock::now_iso8601().into());
     line.extend(identity.iter().map(|(k, v)| (k.clone(), v.clone())));
     if let Value::Object(f) = fields {
         line.extend(f);
@@ -273,30 +273,4 @@ async fn copy(
         metric.fetch_add(n as u64, Relaxed);
         last.store(start.elapsed().as_millis() as u64, Relaxed);
     }
-}
-
-/// The current UTC time as RFC 3339 with milliseconds.
-fn now_rfc3339() -> String {
-    let d = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
-    let secs = d.as_secs() as i64;
-    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60,
-        d.subsec_millis()
-    )
 }
