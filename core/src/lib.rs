@@ -7,6 +7,7 @@ pub mod api;
 pub mod arn;
 pub mod clock;
 pub mod error;
+pub mod hash;
 pub mod id;
 pub mod model;
 pub mod target;

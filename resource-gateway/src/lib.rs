@@ -27,6 +27,8 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
+use trellis_core::hash::fnv1a;
+
 pub mod cidr;
 pub mod dns;
 mod http;
@@ -152,12 +154,12 @@ pub fn ranges_overlap(a: (u16, u16), b: (u16, u16)) -> bool {
 /// The loopback address `key` prefers: one of 127.0.0.0/16 minus `.0`, `.1` and `.255` in the
 /// last octet, chosen by a stable hash so an association keeps its address across restarts.
 pub fn preferred_host(key: &str) -> Ipv4Addr {
-    host_at(fnv1a(key) % SLOTS)
+    host_at(fnv1a(key.as_bytes()) % SLOTS)
 }
 
 /// The first address from `key`'s preferred one on that `taken` does not refuse.
 pub fn pick_host(key: &str, taken: impl Fn(Ipv4Addr) -> bool) -> Ipv4Addr {
-    let start = fnv1a(key) % SLOTS;
+    let start = fnv1a(key.as_bytes()) % SLOTS;
     (0..SLOTS)
         .map(|i| host_at((start + i) % SLOTS))
         .find(|h| !taken(*h))
@@ -168,12 +170,6 @@ const SLOTS: u64 = 256 * 253;
 
 fn host_at(slot: u64) -> Ipv4Addr {
     Ipv4Addr::new(127, 0, (slot / 253) as u8, (slot % 253 + 2) as u8)
-}
-
-fn fnv1a(s: &str) -> u64 {
-    s.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
-    })
 }
 
 #[cfg(test)]
