@@ -1236,6 +1236,37 @@ async fn client_errors_of_api_destinations_are_not_retried() {
         throttled_attrs["EXHAUSTED_RETRY_CONDITION"]["StringValue"],
         "MaximumRetryAttempts"
     );
+
+    // The same story in the counters on /metrics, named after EventBridge's CloudWatch metrics.
+    // One entry put; it matched rule `r` (two targets); both deliveries failed for good and went
+    // to the dead-letter bus, whose rule matched each dead letter and delivered it to `sink`.
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            metric(&t, "trellis_events_pending_deliveries").await == 0
+                && metric(&t, "trellis_events_delivered_total").await == 2
+        })
+        .await
+    );
+    for (name, want) in [
+        ("trellis_events_put_entries_total", 1),
+        ("trellis_events_matched_events_total", 3),
+        ("trellis_events_triggered_rules_total", 3),
+        ("trellis_events_invocations_total", 4),
+        ("trellis_events_retry_invocation_attempts_total", 1),
+        ("trellis_events_failed_invocations_total", 2),
+        ("trellis_events_dead_letter_invocations_total", 2),
+    ] {
+        assert_eq!(metric(&t, name).await, want, "{name}");
+    }
+}
+
+/// One unlabelled sample of `GET /metrics`.
+async fn metric(t: &Trellis, name: &str) -> u64 {
+    let reply = get(t.api, "localhost", "/metrics").await;
+    let text = String::from_utf8_lossy(&reply.body).into_owned();
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or_else(|| panic!("{name} not in /metrics:\n{text}"))
 }
 
 #[tokio::test]

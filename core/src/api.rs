@@ -23,6 +23,8 @@ pub trait JsonService: Send + Sync {
         None
     }
     fn call(&self, op: &str, input: Value) -> BoxFuture<'_, Result<Value, ApiError>>;
+    /// Appends the service's counters to `GET /metrics` (Prometheus text format; none by default).
+    fn render_metrics(&self, _out: &mut String) {}
 }
 
 /// A rest-json service, chosen by matching the request's method and path against its model
@@ -30,6 +32,8 @@ pub trait JsonService: Send + Sync {
 pub trait RestService: Send + Sync {
     fn model(&self) -> Arc<ServiceModel>;
     fn call(&self, op: &str, input: Value) -> BoxFuture<'_, Result<Value, ApiError>>;
+    /// Appends the service's counters to `GET /metrics` (Prometheus text format; none by default).
+    fn render_metrics(&self, _out: &mut String) {}
 }
 
 /// An AWS query-protocol service (`Action=…` form posts answered in XML: STS, IAM), chosen by

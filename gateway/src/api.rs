@@ -87,6 +87,12 @@ impl Api {
             ("GET", "/metrics") => {
                 let mut text = self.lattice.dataplane.metrics.render();
                 text.push_str(&crate::lattice::resource_association::render_metrics());
+                for service in &self.json {
+                    service.render_metrics(&mut text);
+                }
+                for service in &self.rest {
+                    service.render_metrics(&mut text);
+                }
                 let mut r = Response::new(Full::new(Bytes::from(text)));
                 r.headers_mut().insert(
                     header::CONTENT_TYPE,

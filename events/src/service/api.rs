@@ -249,6 +249,8 @@ impl Inner {
         self.accept(deliveries, archived)
             .await
             .map_err(ApiError::internal)?;
+        let accepted = (entries.len() - failed) as u64;
+        super::metrics::Metrics::add(&self.metrics.put_entries, accepted);
         Ok(json!({"FailedEntryCount": failed, "Entries": results}))
     }
 

@@ -12,6 +12,7 @@ use trellis_core::clock::now_millis;
 use trellis_core::target::{BoxFuture, Target, TargetError};
 use trellis_store::{Store, StoreError, Write};
 
+use super::metrics::Metrics;
 use super::{Inner, InputSpec, RuleSnap, TargetSpec, KIND_DELIVERY};
 use crate::RuleContext;
 
@@ -135,6 +136,10 @@ impl Inner {
                 return Vec::new();
             }
         };
+        if !matched.is_empty() {
+            Metrics::add(&self.metrics.matched_events, 1);
+            Metrics::add(&self.metrics.triggered_rules, matched.len() as u64);
+        }
         let mut out = Vec::new();
         for &i in matched {
             let rule = &bus.rules[i];
@@ -247,7 +252,36 @@ fn target_input(
 }
 
 pub(crate) fn spawn_delivery(inner: &Arc<Inner>, d: Delivery) {
-    tokio::spawn(deliver(Arc::downgrade(inner), d));
+    Metrics::add(&inner.metrics.pending, 1);
+    let weak = Arc::downgrade(inner);
+    tokio::spawn(async move {
+        let outcome = deliver(weak.clone(), d).await;
+        if let Some(me) = weak.upgrade() {
+            let m = &me.metrics;
+            m.pending.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+            match outcome {
+                Outcome::Delivered => Metrics::add(&m.delivered, 1),
+                Outcome::Failed { dead_lettered } => {
+                    Metrics::add(&m.failed_invocations, 1);
+                    if dead_lettered {
+                        Metrics::add(&m.dead_letter_invocations, 1);
+                    }
+                }
+                Outcome::Stopped => {}
+            }
+        }
+    });
+}
+
+/// How one delivery ended.
+enum Outcome {
+    Delivered,
+    /// Retries ran out or the failure is not retried; whether a dead-letter target took it.
+    Failed {
+        dead_lettered: bool,
+    },
+    /// The service stopped first (the record stays in the store for the next start).
+    Stopped,
 }
 
 /// The wait before retry `attempt` (0-based): 1 s doubling, capped, with jitter.
@@ -256,10 +290,18 @@ pub(crate) fn backoff(attempt: u32) -> Duration {
     base.mul_f64(0.5 + fastrand::f64() * 0.5)
 }
 
-async fn deliver(inner: Weak<Inner>, d: Delivery) {
+async fn deliver(inner: Weak<Inner>, d: Delivery) -> Outcome {
     let mut retries = 0u32;
     loop {
-        let Some(me) = inner.upgrade() else { return };
+        let Some(me) = inner.upgrade() else {
+            return Outcome::Stopped;
+        };
+        let counter = if retries == 0 {
+            &me.metrics.invocations
+        } else {
+            &me.metrics.retry_attempts
+        };
+        Metrics::add(counter, 1);
         let result = {
             let permits = me.permits.clone();
             let _permit = permits.acquire_owned().await;
@@ -270,14 +312,14 @@ async fn deliver(inner: Weak<Inner>, d: Delivery) {
         let error = match result {
             Ok(_) => {
                 me.ack(&d.id);
-                return;
+                return Outcome::Delivered;
             }
             Err(e) => e,
         };
         if !retryable(&error) {
-            dead_letter(&me, &d, &error, None, retries).await;
+            let dead_lettered = dead_letter(&me, &d, &error, None, retries).await;
             me.ack(&d.id);
-            return;
+            return Outcome::Failed { dead_lettered };
         }
         let age_ms = now_millis().saturating_sub(d.ingested_ms);
         let max_age_ms = d.max_age_secs.saturating_mul(1000);
@@ -289,9 +331,9 @@ async fn deliver(inner: Weak<Inner>, d: Delivery) {
             None
         };
         if let Some(condition) = exhausted {
-            dead_letter(&me, &d, &error, Some(condition), retries).await;
+            let dead_lettered = dead_letter(&me, &d, &error, Some(condition), retries).await;
             me.ack(&d.id);
-            return;
+            return Outcome::Failed { dead_lettered };
         }
         tracing::debug!(target = %d.target_arn, retries, "delivery failed, retrying: {error}");
         let wait = backoff(retries).min(Duration::from_millis(max_age_ms - age_ms));
@@ -343,20 +385,21 @@ pub(crate) fn dead_letter_message(
     json!({"MessageBody": d.event, "MessageAttributes": attrs})
 }
 
+/// Hands a failed delivery to its dead-letter target; whether that target took it.
 async fn dead_letter(
     inner: &Inner,
     d: &Delivery,
     e: &TargetError,
     condition: Option<&str>,
     retries: u32,
-) {
+) -> bool {
     let Some(dlq) = &d.dead_letter else {
         let why = condition.unwrap_or("not retryable");
         tracing::warn!(
             rule = %d.rule_arn, target = %d.target_arn,
             "event dropped after {retries} retries ({why}): {e}"
         );
-        return;
+        return false;
     };
     let message = dead_letter_message(d, e, condition, retries).to_string();
     for attempt in 0..3u32 {
@@ -365,7 +408,7 @@ async fn dead_letter(
             .invoke(dlq, Bytes::from(message.clone()))
             .await
         {
-            Ok(_) => return,
+            Ok(_) => return true,
             Err(err) => {
                 tracing::warn!(dlq = %dlq, attempt, "dead-letter delivery failed: {err}");
                 tokio::time::sleep(backoff(attempt)).await;
@@ -373,6 +416,7 @@ async fn dead_letter(
         }
     }
     tracing::error!(rule = %d.rule_arn, target = %d.target_arn, "event dropped: dead-letter target failed");
+    false
 }
 
 /// An event bus as a target: the payload is put on the bus. A payload that is an event

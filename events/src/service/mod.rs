@@ -28,6 +28,7 @@ mod connection;
 mod delivery;
 mod http_client;
 mod http_target;
+mod metrics;
 mod schedules;
 #[cfg(test)]
 mod tests;
@@ -84,6 +85,7 @@ pub(crate) struct Inner {
     permits: Arc<tokio::sync::Semaphore>,
     http: http_client::HttpClient,
     schedule_wake: Arc<tokio::sync::Notify>,
+    metrics: metrics::Metrics,
 }
 
 #[derive(Default)]
@@ -189,6 +191,7 @@ pub async fn start(
         permits: Arc::new(tokio::sync::Semaphore::new(256)),
         http: http_client::client(),
         schedule_wake: Arc::new(tokio::sync::Notify::new()),
+        metrics: metrics::Metrics::default(),
     });
     inner.load().await?;
     tokio::spawn(schedules::schedule_loop(Arc::downgrade(&inner)));
@@ -219,6 +222,10 @@ impl JsonService for EventBridge {
         let op = op.to_string();
         let inner = self.inner.clone();
         Box::pin(async move { inner.call(&op, input).await })
+    }
+
+    fn render_metrics(&self, out: &mut String) {
+        self.inner.metrics.render(out);
     }
 }
 
