@@ -952,7 +952,13 @@ fn step_parallel(
                 _ => Value::Null,
             })
             .collect();
-        // AWS records no ParallelStateSucceeded event (the recorded histories have none).
+        // AWS records ParallelStateSucceeded, then chains ParallelStateExited to the
+        // event before it (the last branch event), as it does for MapStateSucceeded.
+        let exit_prev = f.last_event;
+        env.emit(f, "ParallelStateSucceeded", None);
+        if !f.silent {
+            f.last_event = exit_prev;
+        }
         let effective = f.input.clone();
         if let Err(e) = finish_state(f, state, Value::Array(results), effective, None, env) {
             handle_error(f, state, e, env);
@@ -1963,16 +1969,32 @@ fn handle_error_with(
             d.insert("cause".into(), json!(c));
         }
         d.insert("error".into(), json!(name));
-        if let Some(loc) = failure.cause.as_deref().and_then(|c| {
-            let start = c.find("specified for the field '")? + "specified for the field '".len();
-            let len = c[start..].find('\'')?;
-            Some(c[start..start + len].to_string())
-        }) {
+        let location = failure
+            .cause
+            .as_deref()
+            .and_then(|c| {
+                let start =
+                    c.find("specified for the field '")? + "specified for the field '".len();
+                let len = c[start..].find('\'')?;
+                Some(c[start..start + len].to_string())
+            })
+            // A Wait's time that evaluated to an unusable value is reported at its field.
+            .or_else(|| match &state.kind {
+                StateKind::Wait(Wait::Timestamp(_)) => Some("Timestamp".into()),
+                StateKind::Wait(Wait::Seconds(_)) => Some("Seconds".into()),
+                _ => None,
+            });
+        if let Some(loc) = location {
             d.insert("location".into(), json!(loc));
         }
         d.insert("state".into(), json!(state.name));
+        // AWS chains the event to the event the state's entry followed, except for a
+        // Wait, which evaluates its time after it entered.
         if !f.silent {
-            f.last_event = f.entered_prev;
+            f.last_event = match state.kind {
+                StateKind::Wait(_) => f.entered_event,
+                _ => f.entered_prev,
+            };
         }
         env.emit(
             f,

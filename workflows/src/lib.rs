@@ -32,6 +32,7 @@ pub mod choice;
 pub mod history;
 pub mod interpreter;
 pub mod intrinsics;
+pub mod json_syntax;
 pub mod jsonata;
 pub mod jsonpath;
 pub mod payload;

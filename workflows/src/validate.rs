@@ -43,7 +43,8 @@ impl Diagnostic {
 
 impl fmt::Display for Diagnostic {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.location.is_empty() {
+        // A JSON syntax error's message already ends with its `[Source: …]` location.
+        if self.location.is_empty() || self.message.ends_with(&self.location) {
             write!(f, "{}: {}", self.code, self.message)
         } else {
             write!(f, "{}: {} at {}", self.code, self.message, self.location)
@@ -89,10 +90,15 @@ pub fn validate_for(text: &str, kind: MachineType) -> Result<StateMachine, Inval
         }]));
     }
     let value: Value = serde_json::from_str(text).map_err(|e| {
+        // AWS gives its JSON parser's message and position (see `json_syntax`).
+        let (message, location) = match crate::json_syntax::syntax_error(text) {
+            Some(s) => (s.to_string(), s.location),
+            None => (e.to_string(), "/".into()),
+        };
         InvalidDefinition(vec![Diagnostic {
             code: "INVALID_JSON_DESCRIPTION",
-            message: format!("{e}"),
-            location: "/".into(),
+            message,
+            location,
             detail: None,
         }])
     })?;

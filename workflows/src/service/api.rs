@@ -39,7 +39,8 @@ impl Inner {
             "SendTaskSuccess" => {
                 let output = str_field(&input, "output");
                 let value: Value = serde_json::from_str(output).map_err(|e| {
-                    ApiError::new("InvalidOutput", 400, format!("Invalid Output: '{e}'"))
+                    let message = crate::json_syntax::error_message(output, &e);
+                    ApiError::new("InvalidOutput", 400, format!("Invalid Output: '{message}'"))
                 })?;
                 self.send_task(&input, TaskOutcome::Succeeded(value)).await
             }

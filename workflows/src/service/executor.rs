@@ -199,7 +199,10 @@ impl Inner {
             ApiError::new(
                 "InvalidExecutionInput",
                 400,
-                format!("Invalid State Machine Execution Input: '{e}'"),
+                format!(
+                    "Invalid State Machine Execution Input: '{}'",
+                    crate::json_syntax::error_message(&input_text, &e)
+                ),
             )
         })?;
         let express = machine.doc.machine_type == "EXPRESS";

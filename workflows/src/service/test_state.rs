@@ -100,7 +100,10 @@ impl Inner {
             ApiError::new(
                 "InvalidExecutionInput",
                 400,
-                format!("Invalid State Machine Execution Input: '{e}'"),
+                format!(
+                    "Invalid State Machine Execution Input: '{}'",
+                    crate::json_syntax::error_message(input_text, &e)
+                ),
             )
         })?;
         let now = Timestamp::now();

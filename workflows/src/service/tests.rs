@@ -186,6 +186,33 @@ async fn errors_have_aws_codes() {
     assert_eq!(e.code, "TaskDoesNotExist");
 }
 
+/// Malformed execution input is rejected with the texts AWS returned (recorded by
+/// LocalStack's `test_sfn_api::test_invalid_start_execution_input`).
+#[tokio::test]
+async fn invalid_execution_input_uses_aws_parser_messages() {
+    let dir = tempfile::tempdir().unwrap();
+    let sf = service(dir.path()).await;
+    let def = json!({"StartAt": "A", "States": {"A": {"Type": "Pass", "End": true}}});
+    let sm = create(&sf, "inputs", def, "STANDARD").await;
+    for (input, want) in [
+        (
+            "not a json",
+            "Invalid State Machine Execution Input: 'Unrecognized token 'not': was expecting (JSON String, Number, Array, Object or token 'null', 'true' or 'false')'",
+        ),
+        (
+            "{'not': 'json'}",
+            "Invalid State Machine Execution Input: 'Unexpected character (''' (code 39)): was expecting double-quote to start field name'",
+        ),
+    ] {
+        let e = sf
+            .call_op("StartExecution", json!({"stateMachineArn": sm, "input": input}))
+            .await
+            .unwrap_err();
+        assert_eq!(e.code, "InvalidExecutionInput");
+        assert_eq!(e.message, want);
+    }
+}
+
 #[tokio::test]
 async fn express_sync_and_task_tokens_and_child_executions() {
     let dir = tempfile::tempdir().unwrap();
