@@ -4,10 +4,11 @@
 #  - STANDARD: durable state transitions/s on the embedded store: wrk starts executions of the
 #    same chain for the run's duration, then the script waits until none is RUNNING;
 #    transitions/s = executions started x 5 states / (time until the last one ended).
-# Trellis (release build), and LocalStack 4.9.2 beside it when `python -m localstack` imports
-# (pip install localstack==4.9.2; run without Docker on GATEWAY_LISTEN=127.0.0.1:4599).
+# Trellis (release build), and LocalStack 4.9.2 beside it when its Python imports `localstack`
+# (bench/localstack-venv.sh installs it; run without Docker on GATEWAY_LISTEN=127.0.0.1:4599).
 #   bench/sfn-bench.sh [-d seconds] [-c connections] [-t trellis|localstack|both]
-# TRELLIS_BIN overrides the binary (default target/release/trellis).
+# TRELLIS_BIN overrides the binary (default target/release/trellis); LOCALSTACK_PYTHON the Python
+# that runs LocalStack (default /tmp/localstack-venv/bin/python if present, else python3).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 secs=10 conns=32 which=both
@@ -15,6 +16,8 @@ while getopts d:c:t: o; do case $o in
     d) secs=$OPTARG ;; c) conns=$OPTARG ;; t) which=$OPTARG ;;
     *) sed -n 2,10p "$0"; exit 2 ;; esac; done
 bin=${TRELLIS_BIN:-$here/../target/release/trellis}
+lspy=${LOCALSTACK_PYTHON:-python3}
+[ -z "${LOCALSTACK_PYTHON:-}" ] && [ -x /tmp/localstack-venv/bin/python ] && lspy=/tmp/localstack-venv/bin/python
 work=$(mktemp -d)
 pids=()
 trap 'kill "${pids[@]}" 2>/dev/null; wait 2>/dev/null; rm -rf "$work"' EXIT
@@ -94,19 +97,19 @@ if [ "$which" != localstack ]; then
 fi
 
 if [ "$which" != trellis ]; then
-    if python3 -c 'import localstack' 2>/dev/null; then
+    if "$lspy" -c 'import localstack' 2>/dev/null; then
         GATEWAY_LISTEN=127.0.0.1:4599 SERVICES=stepfunctions LOCALSTACK_VOLUME_DIR="$work/ls" \
-            python3 -m localstack.runtime.main > "$work/localstack.log" 2>&1 &
+            "$lspy" -m localstack.runtime.main > "$work/localstack.log" 2>&1 &
         pids+=($!); lpid=$!
         for _ in $(seq 600); do
             curl -sf http://127.0.0.1:4599/_localstack/health >/dev/null 2>&1 && break; sleep 0.2
         done
         curl -sf http://127.0.0.1:4599/_localstack/health >/dev/null 2>&1 || {
-            echo "LocalStack did not start (pip install 'localstack-core[runtime]==4.9.2'?):" >&2
+            echo "LocalStack did not start (bench/localstack-venv.sh installs it):" >&2
             tail -3 "$work/localstack.log" >&2; exit 1; }
-        measure http://127.0.0.1:4599 "localstack $(python3 -c 'import localstack.version as v; print(v.__version__)' 2>/dev/null)" "$lpid"
+        measure http://127.0.0.1:4599 "localstack $("$lspy" -c 'import localstack.version as v; print(v.__version__)' 2>/dev/null)" "$lpid"
         kill "$lpid"
     else
-        echo "(LocalStack not installed: pip install localstack==4.9.2)" >&2
+        echo "(LocalStack not installed: bench/localstack-venv.sh)" >&2
     fi
 fi
