@@ -9,7 +9,10 @@ use std::sync::Arc;
 use serde_json::Value;
 pub use trellis_core::target::BoxFuture;
 
+pub mod group;
 pub mod sqlite;
+
+pub use group::GroupCommit;
 
 #[cfg(feature = "test-util")]
 pub mod contract;

@@ -7,10 +7,9 @@ use std::time::Duration;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
-use tokio::sync::{mpsc, oneshot};
 use trellis_core::clock::now_millis;
 use trellis_core::target::{BoxFuture, Target, TargetError};
-use trellis_store::{Store, StoreError, Write};
+use trellis_store::{StoreError, Write};
 
 use super::metrics::Metrics;
 use super::{Inner, InputSpec, RuleSnap, TargetSpec, KIND_DELIVERY};
@@ -18,8 +17,6 @@ use crate::RuleContext;
 
 /// The longest wait between two attempts.
 const MAX_BACKOFF: Duration = Duration::from_secs(180);
-/// Most writes committed together.
-const MAX_BATCH: usize = 512;
 
 /// One pending delivery of one event to one target, as stored.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -37,48 +34,6 @@ pub(crate) struct Delivery {
     pub(crate) max_age_secs: u64,
     #[serde(default)]
     pub(crate) dead_letter: Option<String>,
-}
-
-pub(crate) struct CommitRequest {
-    writes: Vec<Write>,
-    done: Option<oneshot::Sender<Result<(), String>>>,
-}
-
-/// Group commit: every request waiting when a commit starts goes into that commit.
-pub(crate) async fn commit_loop(
-    store: Arc<dyn Store>,
-    mut rx: mpsc::UnboundedReceiver<CommitRequest>,
-) {
-    while let Some(first) = rx.recv().await {
-        let mut batch = vec![first];
-        let mut n = batch[0].writes.len();
-        while n < MAX_BATCH {
-            match rx.try_recv() {
-                Ok(r) => {
-                    n += r.writes.len();
-                    batch.push(r);
-                }
-                Err(_) => break,
-            }
-        }
-        let writes: Vec<Write> = batch
-            .iter_mut()
-            .flat_map(|r| std::mem::take(&mut r.writes))
-            .collect();
-        let result = store
-            .commit(writes)
-            .await
-            .map(|_| ())
-            .map_err(|e| e.to_string());
-        if let Err(e) = &result {
-            tracing::error!("event store commit failed: {e}");
-        }
-        for r in batch {
-            if let Some(done) = r.done {
-                let _ = done.send(result.clone());
-            }
-        }
-    }
 }
 
 /// Restarts every delivery still in the store.
@@ -165,15 +120,7 @@ impl Inner {
                 serde_json::to_value(d).map_err(|e| e.to_string())?,
             ));
         }
-        let (tx, rx) = oneshot::channel();
-        self.commits
-            .send(CommitRequest {
-                writes,
-                done: Some(tx),
-            })
-            .map_err(|_| "the commit loop has stopped".to_string())?;
-        rx.await
-            .map_err(|_| "the commit loop has stopped".to_string())??;
+        self.commits.commit(writes).await?;
         if let Some(me) = self.me.upgrade() {
             for d in deliveries {
                 spawn_delivery(&me, d);
@@ -191,10 +138,8 @@ impl Inner {
     }
 
     fn ack(&self, id: &str) {
-        let _ = self.commits.send(CommitRequest {
-            writes: vec![Write::delete(KIND_DELIVERY, id)],
-            done: None,
-        });
+        self.commits
+            .commit_later(vec![Write::delete(KIND_DELIVERY, id)]);
     }
 }
 

@@ -80,7 +80,8 @@ pub(crate) struct Inner {
     /// Serialises configuration writes (store commit, then state and snapshot).
     admin: tokio::sync::Mutex<()>,
     snapshot: ArcSwap<Snapshot>,
-    commits: tokio::sync::mpsc::UnboundedSender<delivery::CommitRequest>,
+    /// Group commit of delivery records and their acknowledgements.
+    commits: trellis_store::GroupCommit,
     /// Bounds concurrent target invocations.
     permits: Arc<tokio::sync::Semaphore>,
     http: http_client::HttpClient,
@@ -177,8 +178,7 @@ pub async fn start(
     arn: ArnContext,
     targets: Arc<TargetRegistry>,
 ) -> Result<Arc<EventBridge>, StoreError> {
-    let (commits, queue) = tokio::sync::mpsc::unbounded_channel();
-    tokio::spawn(delivery::commit_loop(store.clone(), queue));
+    let commits = trellis_store::GroupCommit::start(store.clone(), "events");
     let inner = Arc::new_cyclic(|me| Inner {
         me: me.clone(),
         store,

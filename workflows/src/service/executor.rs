@@ -8,7 +8,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
-use tokio::sync::{oneshot, watch};
+use tokio::sync::watch;
 use trellis_core::target::{BoxFuture, Target, TargetError};
 use trellis_core::ApiError;
 use trellis_store::Write;
@@ -565,60 +565,12 @@ impl Inner {
     }
 }
 
-/// Writes to commit and where to report the outcome.
-pub(crate) type CommitRequest = (Vec<Write>, oneshot::Sender<Result<(), String>>);
-
 impl Inner {
     /// Commits `writes` atomically and durably, together with whatever other executions
-    /// queued meanwhile (group commit: one fsync for many steps).
+    /// queued meanwhile (group commit: one fsync for many steps). An execution queues its next
+    /// step only after this one is answered, so batches never reorder an execution's steps.
     async fn commit(&self, writes: Vec<Write>) -> Result<(), String> {
-        let (tx, rx) = oneshot::channel();
-        self.commits
-            .send((writes, tx))
-            .map_err(|_| "the commit loop stopped".to_string())?;
-        rx.await
-            .map_err(|_| "the commit loop stopped".to_string())?
-    }
-}
-
-/// Takes every queued commit request, commits their writes in one batch and answers each.
-/// A request's writes are one step of one execution; an execution queues its next step only
-/// after this one is answered, so batches never reorder an execution's steps.
-pub(crate) async fn commit_loop(
-    store: Arc<dyn trellis_store::Store>,
-    mut queue: tokio::sync::mpsc::UnboundedReceiver<CommitRequest>,
-) {
-    const MAX_BATCH: usize = 1024;
-    while let Some(first) = queue.recv().await {
-        let mut batch = vec![first];
-        while batch.len() < MAX_BATCH {
-            match queue.try_recv() {
-                Ok(more) => batch.push(more),
-                Err(_) => break,
-            }
-        }
-        let mut writes = Vec::new();
-        let mut acks = Vec::with_capacity(batch.len());
-        for (w, ack) in batch {
-            writes.extend(w);
-            acks.push(ack);
-        }
-        let n = writes.len();
-        let t = std::time::Instant::now();
-        let result = store
-            .commit(writes)
-            .await
-            .map(|_| ())
-            .map_err(|e| e.to_string());
-        tracing::debug!(
-            steps = acks.len(),
-            writes = n,
-            elapsed_ms = t.elapsed().as_millis() as u64,
-            "workflow group commit"
-        );
-        for ack in acks {
-            let _ = ack.send(result.clone());
-        }
+        self.commits.commit(writes).await
     }
 }
 

@@ -91,7 +91,7 @@ pub(crate) struct Inner {
     /// State machine aliases, by alias ARN.
     aliases: RwLock<HashMap<String, versions::AliasDoc>>,
     /// Group commit: execution steps queue here and are committed together.
-    commits: tokio::sync::mpsc::UnboundedSender<executor::CommitRequest>,
+    commits: trellis_store::GroupCommit,
 }
 
 /// Where a task token leads.
@@ -157,8 +157,7 @@ pub async fn start(
     arn: ArnContext,
     targets: Arc<TargetRegistry>,
 ) -> Result<Arc<StepFunctions>, StoreError> {
-    let (commits, queue) = tokio::sync::mpsc::unbounded_channel();
-    tokio::spawn(executor::commit_loop(store.clone(), queue));
+    let commits = trellis_store::GroupCommit::start(store.clone(), "workflows");
     let inner = Arc::new_cyclic(|me| Inner {
         me: me.clone(),
         commits,
