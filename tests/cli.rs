@@ -1,6 +1,8 @@
 //! The `trellis` command line: validate and apply declarative config files.
 
 mod common;
+#[path = "../examples/travel/package.rs"]
+mod package;
 
 use std::process::Command;
 
@@ -8,6 +10,14 @@ use common::*;
 
 #[test]
 fn the_travel_example_validates() {
+    // Its config names the booking function's package, which a build makes: into
+    // <target>/echo-fn, beside the echo function of tests/functions.rs, sharing its dependencies.
+    let target = std::path::Path::new(env!("CARGO_BIN_EXE_trellis"))
+        .parent()
+        .and_then(std::path::Path::parent)
+        .unwrap()
+        .join("echo-fn");
+    package::build(Some(&target)).expect("build the booking function");
     let out = Command::new(env!("CARGO_BIN_EXE_trellis"))
         .args([
             "validate",

@@ -67,6 +67,9 @@ pub struct Plan {
     steps: Vec<Step>,
 }
 
+/// A function item's reserved concurrency (the member of `PutFunctionConcurrency`).
+const CONCURRENCY: &str = "ReservedConcurrentExecutions";
+
 /// Default roles, for items that name none (Trellis does not check roles).
 const FUNCTION_ROLE: &str = "role/trellis-function";
 const STATE_MACHINE_ROLE: &str = "role/trellis-state-machine";
@@ -273,7 +276,7 @@ impl Planner<'_> {
             .ask(Engine::Lambda, "GetFunction", json!({"FunctionName": name}))
             .await
         {
-            Ok(v) => Some(v["Configuration"].clone()),
+            Ok(v) => Some(v),
             Err(e) if e.code == "ResourceNotFoundException" => None,
             Err(e) => return self.api_error(at, &e),
         };
@@ -288,17 +291,22 @@ impl Planner<'_> {
             "EphemeralStorage",
             "TracingConfig",
         ];
-        let Some(current) = current else {
+        let Some(got) = current else {
             let mut input = f.clone();
+            if let Some(m) = input.as_object_mut() {
+                m.remove(CONCURRENCY);
+            }
             input["Code"] = code.as_ref().map_or(json!({}), |(c, _)| c.clone());
             if input.get("Role").is_none() {
                 input["Role"] = role_arn(self.arn, FUNCTION_ROLE).into();
             }
             if self.valid(at, Engine::Lambda, "CreateFunction", &input) && code.is_some() {
                 self.step(at, Engine::Lambda, "CreateFunction", input);
+                self.concurrency(at, name, f, &Value::Null);
             }
             return;
         };
+        let current = &got["Configuration"];
         let mut update = Map::new();
         for k in CONFIGURATION {
             if let Some(v) = f.get(*k).filter(|v| current.get(*k) != Some(*v)) {
@@ -317,6 +325,20 @@ impl Planner<'_> {
                 input["FunctionName"] = name.into();
                 self.step(at, Engine::Lambda, "UpdateFunctionCode", input);
             }
+        }
+        self.concurrency(at, name, f, &got["Concurrency"][CONCURRENCY]);
+    }
+
+    /// `ReservedConcurrentExecutions`, which `CreateFunction` does not take: a
+    /// `PutFunctionConcurrency` when the item gives one that differs from the function's
+    /// (`current`, from `GetFunction`). Like the other members, leaving it out changes nothing.
+    fn concurrency(&mut self, at: &str, name: &str, f: &Value, current: &Value) {
+        let Some(wanted) = f.get(CONCURRENCY).filter(|w| *w != current) else {
+            return;
+        };
+        let input = json!({"FunctionName": name, CONCURRENCY: wanted});
+        if self.valid(at, Engine::Lambda, "PutFunctionConcurrency", &input) {
+            self.step(at, Engine::Lambda, "PutFunctionConcurrency", input);
         }
     }
 

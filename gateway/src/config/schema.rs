@@ -128,6 +128,11 @@ fn engine_sections(
         "required": ["Path"],
         "properties": {"Path": {"type": "string", "description": "a folder holding bootstrap (or the Handler's .wasm module), run in place, or a .zip package; relative to the config file"}},
     });
+    function["properties"]["ReservedConcurrentExecutions"] = json!({
+        "type": "integer",
+        "minimum": 0,
+        "description": "the function's reserved concurrency, set with PutFunctionConcurrency: at most this many workers at a time",
+    });
     function["required"] = json!(["FunctionName", "Code"]);
     let mut machine = request_body(
         states,
