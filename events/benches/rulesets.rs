@@ -8,7 +8,11 @@
 //! data set, which is not here). `cargo test -p trellis-events --bench rulesets` runs the checks
 //! and each benchmark once. Sets using an operator quamina lacks (prefix/suffix with
 //! equals-ignore-case, anything-but with an operator) are measured for Trellis only; the combos
-//! are also measured on the rules quamina accepts (`…/quamina-subset`).
+//! are also measured on the rules quamina accepts (`…/quamina-subset`). `trellis` is
+//! `Machine::matches` (checks the whole event's syntax); `trellis-plain` is
+//! `Machine::matches_plain`, what the service runs after `PutEvents` has checked the event once
+//! (`is_plain`): like quamina, it neither re-checks skipped parts nor reads an object past the
+//! last key the rules use.
 
 mod citylots;
 
@@ -75,6 +79,15 @@ fn agree(
     let mut counts = vec![0u64; rules.len()];
     for e in events {
         let t = trellis_matches(m, e);
+        // The generated events are plain, so the service's path applies and must agree.
+        assert_eq!(
+            trellis_events::machine::is_plain(e),
+            Ok(true),
+            "{name}: not plain: {e}"
+        );
+        let mut plain: Vec<usize> = m.matches_plain(e).unwrap().into_iter().copied().collect();
+        plain.sort_unstable();
+        assert_eq!(t, plain, "{name}: matches and matches_plain differ on {e}");
         if let Some(q) = q {
             let qm = quamina_matches(q, e);
             assert_eq!(t, qm, "{name}: Trellis and quamina differ on {e}");
@@ -132,6 +145,16 @@ fn bench_set(c: &mut Criterion, name: &str, rules: &[String], events: &[String])
             let mut total = 0;
             for e in events {
                 total += m.matches(black_box(e)).expect("valid event").len();
+            }
+            total
+        })
+    });
+    // What the service runs once PutEvents has checked the event (`is_plain`).
+    group.bench_function("trellis-plain", |b| {
+        b.iter(|| {
+            let mut total = 0;
+            for e in events {
+                total += m.matches_plain(black_box(e)).expect("valid event").len();
             }
             total
         })
@@ -207,6 +230,15 @@ fn scaling(c: &mut Criterion) {
                     let mut total = 0;
                     for e in &events {
                         total += m.matches(black_box(e)).expect("valid event").len();
+                    }
+                    total
+                })
+            });
+            group.bench_with_input(BenchmarkId::new("trellis-plain", n), &m, |b, m| {
+                b.iter(|| {
+                    let mut total = 0;
+                    for e in &events {
+                        total += m.matches_plain(black_box(e)).expect("valid event").len();
                     }
                     total
                 })

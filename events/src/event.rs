@@ -43,10 +43,15 @@ pub(crate) struct Leaf<'a> {
 
 struct Flattener<'a, F> {
     tokens: Tokenizer<'a>,
+    /// The step for a path, and how many distinct keys under it lead to a rule's path.
     step: F,
     leaves: Vec<Leaf<'a>>,
     arrays: u32,
     membership: Vec<(u32, u32)>,
+    /// The text is known to be valid JSON without repeated or dotted keys ([`check_plain`]):
+    /// skipped values are not checked, and an object is left once every key under it that
+    /// leads to a rule's path has been read.
+    plain: bool,
 }
 
 /// Flattens `text` into the leaves of the paths `step` calls fields, descending only into
@@ -56,25 +61,59 @@ pub(crate) fn flatten<F: Fn(&str) -> Step>(
     text: &str,
     step: F,
 ) -> Result<Vec<Leaf<'_>>, EventError> {
+    run(text, |p| (step(p), 0), 0, false)
+}
+
+/// [`flatten`] for text that [`check_plain`] found plain: skipped values are stepped over
+/// without checking them, and an object is left as soon as all `children` of its path (the
+/// distinct keys under it that lead to a rule's path; `root_children` for the event itself)
+/// have been read, since a plain object cannot have them twice. The leaves are the same as
+/// `flatten`'s for such text.
+pub(crate) fn flatten_plain<F: Fn(&str) -> (Step, u32)>(
+    text: &str,
+    root_children: u32,
+    step: F,
+) -> Result<Vec<Leaf<'_>>, EventError> {
+    run(text, step, root_children, true)
+}
+
+fn run<F: Fn(&str) -> (Step, u32)>(
+    text: &str,
+    step: F,
+    root_children: u32,
+    plain: bool,
+) -> Result<Vec<Leaf<'_>>, EventError> {
     let mut f = Flattener {
         tokens: Tokenizer::new(text),
         step,
         leaves: Vec::new(),
         arrays: 0,
         membership: Vec::new(),
+        plain,
     };
     if f.next()? != Token::StartObject {
         return Err(EventError::NotAnObject);
     }
-    f.object(&mut String::new())?;
+    f.object(&mut String::new(), root_children)?;
     Ok(f.leaves)
+}
+
+/// Whether `text` is a JSON object that [`flatten_plain`] may read: valid, and plain (no
+/// object repeats a key, no key has a `.` or an escape). `Err` when it is not valid JSON or
+/// not an object.
+pub(crate) fn check_plain_object(text: &str) -> Result<bool, EventError> {
+    let plain = crate::json::check_plain(text).map_err(syntax)?;
+    if !text.trim_start().starts_with('{') {
+        return Err(EventError::NotAnObject);
+    }
+    Ok(plain)
 }
 
 fn syntax(SyntaxError(m): SyntaxError) -> EventError {
     EventError::Syntax(m)
 }
 
-impl<'a, F: Fn(&str) -> Step> Flattener<'a, F> {
+impl<'a, F: Fn(&str) -> (Step, u32)> Flattener<'a, F> {
     fn next(&mut self) -> Result<Token<'a>, EventError> {
         match self.tokens.next_token() {
             Ok(Some(t)) => Ok(t),
@@ -83,8 +122,19 @@ impl<'a, F: Fn(&str) -> Step> Flattener<'a, F> {
         }
     }
 
-    fn object(&mut self, path: &mut String) -> Result<(), EventError> {
+    /// Reads an object whose `{` was just read; `children` counts (for plain text) the keys
+    /// under its path that lead somewhere.
+    fn object(&mut self, path: &mut String, children: u32) -> Result<(), EventError> {
+        let mut wanted = children;
         loop {
+            if self.plain && wanted == 0 {
+                // Every key that matters has been read (or none does): the rest is not needed.
+                // The event's own object is simply abandoned.
+                if self.tokens.depth() > 1 {
+                    self.tokens.leave_object_unchecked();
+                }
+                return Ok(());
+            }
             let name = match self.next()? {
                 Token::EndObject => return Ok(()),
                 Token::FieldName(n) => n,
@@ -96,17 +146,19 @@ impl<'a, F: Fn(&str) -> Step> Flattener<'a, F> {
             }
             path.push_str(&name);
             match (self.step)(path) {
-                Step::Skip => self.tokens.skip_value().map_err(syntax)?,
-                step => {
+                (Step::Skip, _) if self.plain => self.tokens.skip_value_unchecked(),
+                (Step::Skip, _) => self.tokens.skip_value().map_err(syntax)?,
+                (step, below) => {
                     let token = self.next()?;
-                    self.value(token, path, step)?;
+                    self.value(token, path, step, below)?;
+                    wanted = wanted.saturating_sub(1);
                 }
             }
             path.truncate(len);
         }
     }
 
-    fn array(&mut self, path: &mut String, step: Step) -> Result<(), EventError> {
+    fn array(&mut self, path: &mut String, step: Step, children: u32) -> Result<(), EventError> {
         let id = self.arrays;
         self.arrays += 1;
         let mut index = 0u32;
@@ -116,19 +168,25 @@ impl<'a, F: Fn(&str) -> Step> Flattener<'a, F> {
                 Token::EndArray => return Ok(()),
                 Token::StartObject | Token::StartArray => {
                     self.membership.push((id, index));
-                    self.value(token, path, step)?;
+                    self.value(token, path, step, children)?;
                     self.membership.pop();
                 }
-                scalar => self.value(scalar, path, step)?,
+                scalar => self.value(scalar, path, step, children)?,
             }
             index += 1;
         }
     }
 
-    fn value(&mut self, token: Token<'a>, path: &mut String, step: Step) -> Result<(), EventError> {
+    fn value(
+        &mut self,
+        token: Token<'a>,
+        path: &mut String,
+        step: Step,
+        children: u32,
+    ) -> Result<(), EventError> {
         let value = match token {
-            Token::StartObject => return self.object(path),
-            Token::StartArray => return self.array(path, step),
+            Token::StartObject => return self.object(path, children),
+            Token::StartArray => return self.array(path, step, children),
             Token::String(s) => Scalar::Str(s),
             Token::Number(t) => Scalar::number(t),
             Token::True => Scalar::True,

@@ -472,6 +472,141 @@ impl<'a> Tokenizer<'a> {
             self.pos += 1;
         }
     }
+
+    /// How many containers are open.
+    pub(crate) fn depth(&self) -> usize {
+        self.stack.len()
+    }
+
+    /// Skips the next value (the tokenizer must expect one) without checking its syntax, for
+    /// text already known to be valid JSON: brackets are counted and strings stepped over.
+    pub(crate) fn skip_value_unchecked(&mut self) {
+        self.skip_ws();
+        self.pos = skip_unchecked(self.src, self.pos);
+        self.after_value();
+    }
+
+    /// Leaves the innermost open object without reading the rest of it, for text already known
+    /// to be valid JSON: the next token is whatever follows its closing brace.
+    pub(crate) fn leave_object_unchecked(&mut self) {
+        let src = self.src;
+        let mut i = self.pos;
+        let mut depth = 0usize;
+        while i < src.len() {
+            match src[i] {
+                b'"' => {
+                    i = skip_string_unchecked(src, i + 1);
+                    continue;
+                }
+                b'{' | b'[' => depth += 1,
+                b'}' | b']' => {
+                    if depth == 0 {
+                        i += 1;
+                        break;
+                    }
+                    depth -= 1;
+                }
+                _ => {}
+            }
+            i += 1;
+        }
+        self.pos = i;
+        self.stack.pop();
+        self.after_value();
+    }
+}
+
+/// The end of the value starting at `i` in valid JSON.
+fn skip_unchecked(src: &[u8], mut i: usize) -> usize {
+    match src.get(i) {
+        Some(b'"') => skip_string_unchecked(src, i + 1),
+        Some(b'{' | b'[') => {
+            let mut depth = 0usize;
+            while i < src.len() {
+                match src[i] {
+                    b'"' => {
+                        i = skip_string_unchecked(src, i + 1);
+                        continue;
+                    }
+                    b'{' | b'[' => depth += 1,
+                    b'}' | b']' => {
+                        depth -= 1;
+                        if depth == 0 {
+                            return i + 1;
+                        }
+                    }
+                    _ => {}
+                }
+                i += 1;
+            }
+            i
+        }
+        _ => {
+            while i < src.len()
+                && !matches!(src[i], b',' | b'}' | b']' | b' ' | b'\t' | b'\n' | b'\r')
+            {
+                i += 1;
+            }
+            i
+        }
+    }
+}
+
+/// Just past the closing quote of the string whose content starts at `i`, in valid JSON.
+fn skip_string_unchecked(src: &[u8], mut i: usize) -> usize {
+    while i < src.len() {
+        match src[i] {
+            b'"' => return i + 1,
+            b'\\' => i += 2,
+            _ => i += 1,
+        }
+    }
+    src.len()
+}
+
+/// Checks that `text` is one valid JSON value (as the tokenizer reads it, with its nesting
+/// limit) and tells whether it is *plain*: no object in it repeats a key, and no key has a
+/// `.` or an escape. Plain events can be matched without re-checking their syntax and without
+/// reading past the last field the rules use ([`crate::Machine::matches_plain`]).
+pub(crate) fn check_plain(text: &str) -> Result<bool, SyntaxError> {
+    let mut tokens = Tokenizer::new(text);
+    let mut plain = true;
+    // The keys of each open object (arrays push an empty list that stays empty).
+    let mut keys: Vec<Vec<&str>> = Vec::new();
+    while let Some(token) = tokens.next_token()? {
+        match token {
+            Token::StartObject | Token::StartArray => keys.push(Vec::new()),
+            Token::EndArray => {
+                keys.pop();
+            }
+            Token::EndObject => {
+                if let Some(mut k) = keys.pop() {
+                    if plain && k.len() > 1 {
+                        k.sort_unstable();
+                        plain = k.windows(2).all(|w| w[0] != w[1]);
+                    }
+                }
+            }
+            Token::FieldName(name) => match name {
+                Cow::Borrowed(n) if plain && !n.contains('.') => {
+                    if let Some(k) = keys.last_mut() {
+                        k.push(n);
+                    }
+                }
+                _ => plain = false,
+            },
+            _ => {}
+        }
+    }
+    if !tokens.stack.is_empty() || !tokens.started {
+        return Err(SyntaxError("Unexpected end-of-input".to_owned()));
+    }
+    // Unlike a streaming read, the whole text must be that one value.
+    tokens.skip_ws();
+    if tokens.pos < tokens.src.len() {
+        return Err(tokens.unexpected("expected end of input"));
+    }
+    Ok(plain)
 }
 
 // === the skipping scanner ===

@@ -12,12 +12,19 @@
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 
-use crate::event::{flatten, EventError, Leaf, Step};
+use crate::event::{flatten, flatten_plain, EventError, Leaf, Step};
 use crate::pattern::{fold_key, Matcher, Pattern, Scalar};
 
 type FieldId = u32;
 type EntryId = u32;
 type BranchId = u32;
+
+/// Whether `event` is a JSON object [`Machine::matches_plain`] may be given: valid JSON in
+/// which no object repeats a key and no key holds a `.` or an escape. `Err` when it is not a
+/// valid JSON object at all.
+pub fn is_plain(event: &str) -> Result<bool, EventError> {
+    crate::event::check_plain_object(event)
+}
 
 /// Collects rules; `build` compiles them into a [`Machine`].
 #[derive(Debug)]
@@ -33,8 +40,11 @@ pub struct Machine<R> {
     branches: Vec<BranchInfo>,
     field_ids: HashMap<String, FieldId>,
     /// Every field path (as its field) and every proper dotted prefix of one: the paths worth
-    /// descending; the flattener skips every other value unread.
-    steps: FastMap<String, Step>,
+    /// descending; the flattener skips every other value unread. Beside each, how many of
+    /// these paths sit one key below it (what a plain event's object under it can hold).
+    steps: FastMap<String, (Step, u32)>,
+    /// How many of the paths are one key long.
+    root_children: u32,
     fields: Vec<FieldIndex>,
     /// Branches that every event must be checked against (all conditions allow absence).
     always: Vec<BranchId>,
@@ -141,6 +151,7 @@ impl<R> MachineBuilder<R> {
             branches: Vec::new(),
             field_ids: HashMap::new(),
             steps: FastMap::default(),
+            root_children: 0,
             fields: Vec::new(),
             always: Vec::new(),
         };
@@ -169,6 +180,7 @@ impl<R> MachineBuilder<R> {
         for f in &mut m.fields {
             f.finish();
         }
+        m.count_children();
         m.assign_triggers();
         m
     }
@@ -179,7 +191,22 @@ impl<R> MachineBuilder<R> {
 impl<R> Machine<R> {
     /// The rules whose patterns match `event` (raw JSON text), in the order they were added.
     pub fn matches(&self, event: &str) -> Result<Vec<&R>, EventError> {
-        let leaves = flatten(event, |p| self.steps.get(p).copied().unwrap_or(Step::Skip))?;
+        let leaves = flatten(event, |p| self.steps.get(p).map_or(Step::Skip, |s| s.0))?;
+        Ok(self.match_leaves(&leaves))
+    }
+
+    /// [`Machine::matches`] for an event that [`is_plain`] accepted: the same rules, found
+    /// without checking the syntax of the parts no rule reads and without reading an object
+    /// past the last key the rules use (what the service does after `PutEvents` has checked
+    /// the event once). Given any other text the answer is unspecified (but memory-safe).
+    pub fn matches_plain(&self, event: &str) -> Result<Vec<&R>, EventError> {
+        let leaves = flatten_plain(event, self.root_children, |p| {
+            self.steps.get(p).copied().unwrap_or((Step::Skip, 0))
+        })?;
+        Ok(self.match_leaves(&leaves))
+    }
+
+    fn match_leaves(&self, leaves: &[Leaf<'_>]) -> Vec<&R> {
         let mut by_field = ByField::default();
         let mut matched_entries = Matched::default();
         let mut candidates: Vec<BranchId> = Vec::new();
@@ -207,15 +234,15 @@ impl<R> Machine<R> {
             if matched.last() == Some(&branch.rule) {
                 continue;
             }
-            if branch_matches(branch, &matched_entries, &leaves, &by_field) {
+            if branch_matches(branch, &matched_entries, leaves, &by_field) {
                 matched.push(branch.rule);
             }
         }
         matched.sort_unstable();
-        Ok(matched
+        matched
             .into_iter()
             .map(|r| &self.rules[r as usize])
-            .collect())
+            .collect()
     }
 
     /// The number of rules.
@@ -234,13 +261,33 @@ impl<R> Machine<R> {
         let id = self.fields.len() as FieldId;
         self.fields.push(FieldIndex::default());
         self.field_ids.insert(path.to_owned(), id);
-        self.steps.insert(path.to_owned(), Step::Field(id));
+        self.steps.insert(path.to_owned(), (Step::Field(id), 0));
         for (i, _) in path.match_indices('.') {
             self.steps
                 .entry(path[..i].to_owned())
-                .or_insert(Step::Descend);
+                .or_insert((Step::Descend, 0));
         }
         id
+    }
+
+    /// Counts, for each path, the paths one key below it (a plain event has no dotted keys, so
+    /// a path's parent is the path up to its last dot).
+    fn count_children(&mut self) {
+        let parents: Vec<Option<String>> = self
+            .steps
+            .keys()
+            .map(|p| p.rfind('.').map(|i| p[..i].to_owned()))
+            .collect();
+        for parent in parents {
+            match parent {
+                Some(p) => {
+                    if let Some(entry) = self.steps.get_mut(&p) {
+                        entry.1 += 1;
+                    }
+                }
+                None => self.root_children += 1,
+            }
+        }
     }
 
     /// Registers each branch under its most selective required condition, or in `always`
@@ -684,6 +731,60 @@ mod tests {
             .copied()
             .collect();
         assert_eq!(got, (41..=50).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn plain_events_are_valid_without_repeated_or_dotted_keys() {
+        assert_eq!(is_plain(r#"{"a":{"b":[1,{"c":2}]},"d":"x"}"#), Ok(true));
+        assert_eq!(is_plain(r#"{"a":1,"b":{"a":2}}"#), Ok(true));
+        assert_eq!(is_plain(r#"{"a":1,"a":2}"#), Ok(false));
+        assert_eq!(is_plain(r#"{"a":[{"b":1,"b":2}]}"#), Ok(false));
+        assert_eq!(is_plain(r#"{"a.b":1}"#), Ok(false));
+        assert_eq!(is_plain(r#"{"\u0061":1}"#), Ok(false));
+        assert!(is_plain(r#"{"a":1} x"#).is_err());
+        assert!(is_plain(r#"{"a":[1,}"#).is_err());
+        assert!(is_plain(r#"["a"]"#).is_err());
+        assert!(is_plain("").is_err());
+    }
+
+    #[test]
+    fn plain_matching_leaves_objects_early_but_finds_the_same() {
+        let m = machine(&[
+            ("street", r#"{"properties":{"STREET":["OCTAVIA"]}}"#),
+            ("deep", r#"{"a":{"b":{"c":[1]}},"z":[{"exists":false}]}"#),
+            ("array", r#"{"items":{"sku":["x"],"n":[2]}}"#),
+        ]);
+        for (event, want) in [
+            (
+                r#"{"type":"F","properties":{"STREET":"OCTAVIA","LOT":"1"},"geometry":{"c":[[1,2],[3,"]}"]]}}"#,
+                vec!["street"],
+            ),
+            (
+                r#"{"a":{"x":"}","b":{"c":1,"d":{}}},"q":[1,2]}"#,
+                vec!["deep"],
+            ),
+            (r#"{"a":{"b":{"c":1}},"z":5}"#, vec![]),
+            (
+                r#"{"items":[{"sku":"x","n":1,"junk":{"k":"]"}},{"sku":"y","n":2}],"after":1}"#,
+                vec![],
+            ),
+            (
+                r#"{"items":[{"junk":[1],"n":2,"sku":"x"}],"after":{"x":"}"}}"#,
+                vec!["array"],
+            ),
+        ] {
+            assert_eq!(is_plain(event), Ok(true), "{event}");
+            assert_eq!(
+                m.matches(event).unwrap(),
+                want.iter().collect::<Vec<_>>(),
+                "{event}"
+            );
+            assert_eq!(
+                m.matches_plain(event).unwrap(),
+                want.iter().collect::<Vec<_>>(),
+                "{event}"
+            );
+        }
     }
 
     #[test]

@@ -150,3 +150,81 @@ fn one_machine_for_all_rules_agrees_with_rules_alone() {
     );
     assert!(failures.is_empty(), "{failures:#?}");
 }
+
+/// `matches_plain` (what the service uses once `PutEvents` has checked an event) must give
+/// `matches`'s answer for every event `is_plain` accepts, both for each rule alone and for one
+/// machine holding every rule (where objects are left early only once every key any rule uses
+/// has been read).
+#[test]
+fn plain_matching_agrees_with_full_matching() {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/event-ruler/differential.tsv"
+    );
+    let text = fs::read_to_string(path).expect("fixture");
+    let mut builder = MachineBuilder::new();
+    let mut plain_events = Vec::new();
+    let mut failures = Vec::new();
+    let (mut checked, mut not_plain) = (0, 0);
+    for (n, line) in text.lines().enumerate() {
+        let cols: Vec<&str> = line.split('\t').collect();
+        let Ok(pattern) = Pattern::parse(cols[0]) else {
+            continue;
+        };
+        builder.add_rule(n, &pattern);
+        match trellis_events::machine::is_plain(cols[1]) {
+            Ok(true) => {}
+            Ok(false) => {
+                not_plain += 1;
+                continue;
+            }
+            Err(_) => continue,
+        }
+        let mut alone = MachineBuilder::new();
+        alone.add_rule(n, &pattern);
+        let alone = alone.build();
+        let full = alone.matches(cols[1]).map(|m| m.len());
+        let plain = alone.matches_plain(cols[1]).map(|m| m.len());
+        checked += 1;
+        if full != plain {
+            failures.push(format!(
+                "line {}: {}  |  {}\n    matches: {full:?}, matches_plain: {plain:?}",
+                n + 1,
+                cols[0],
+                cols[1]
+            ));
+        }
+        plain_events.push(cols[1]);
+    }
+    let machine = builder.build();
+    for event in &plain_events {
+        let full: Vec<usize> = machine
+            .matches(event)
+            .unwrap()
+            .into_iter()
+            .copied()
+            .collect();
+        let plain: Vec<usize> = machine
+            .matches_plain(event)
+            .unwrap()
+            .into_iter()
+            .copied()
+            .collect();
+        if full != plain {
+            failures.push(format!(
+                "shared machine, {event}: matches {full:?}, matches_plain {plain:?}"
+            ));
+        }
+    }
+    println!(
+        "plain matching: {checked} plain events checked alone and in one machine of {} rules \
+         ({not_plain} events not plain), {} disagreements",
+        machine.len(),
+        failures.len()
+    );
+    assert!(
+        checked > 1000,
+        "too few plain events to mean anything: {checked}"
+    );
+    assert!(failures.is_empty(), "{failures:#?}");
+}

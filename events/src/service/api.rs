@@ -235,8 +235,8 @@ impl Inner {
         let mut failed = 0;
         for entry in &entries {
             match self.make_event(entry, now) {
-                Ok((id, bus, event)) => {
-                    deliveries.extend(self.route(&bus, &event, now));
+                Ok((id, bus, event, plain)) => {
+                    deliveries.extend(self.route(&bus, &event, now, plain));
                     archived.extend(self.archive_writes(&bus, &event, now));
                     results.push(json!({"EventId": id}));
                 }
@@ -254,12 +254,13 @@ impl Inner {
         Ok(json!({"FailedEntryCount": failed, "Entries": results}))
     }
 
-    /// One `PutEvents` entry as (event id, bus name, event text), or its per-entry error.
+    /// One `PutEvents` entry as (event id, bus name, event text, whether the event is plain:
+    /// see [`crate::machine::is_plain`]), or its per-entry error.
     fn make_event(
         &self,
         entry: &Value,
         now: u64,
-    ) -> Result<(String, String, String), (&'static str, String)> {
+    ) -> Result<(String, String, String, bool), (&'static str, String)> {
         let required = |key: &str| {
             str_field(entry, key).filter(|s| !s.is_empty()).ok_or((
                 "InvalidArgument",
@@ -269,11 +270,10 @@ impl Inner {
         let source = required("Source")?;
         let detail_type = required("DetailType")?;
         let detail = required("Detail")?;
-        let malformed = || ("MalformedDetail", "Detail is malformed.".to_string());
-        match serde_json::from_str::<Value>(detail) {
-            Ok(Value::Object(_)) => {}
-            _ => return Err(malformed()),
-        }
+        // Checked once here (a JSON object), which also tells whether matching may take the
+        // plain path: the envelope's own keys are plain, so the event is plain when the detail is.
+        let plain = crate::machine::is_plain(detail)
+            .map_err(|_| ("MalformedDetail", "Detail is malformed.".to_string()))?;
         let time = match entry.get("Time") {
             Some(Value::Number(n)) => n.as_f64().map(|f| f as i64),
             Some(Value::String(s)) => s.parse::<f64>().ok().map(|f| f as i64),
@@ -300,7 +300,7 @@ impl Inner {
             &resources,
             detail.trim(),
         );
-        Ok((id, bus_name(entry, "EventBusName"), event))
+        Ok((id, bus_name(entry, "EventBusName"), event, plain))
     }
 
     // --- rules ---

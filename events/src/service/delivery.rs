@@ -79,12 +79,25 @@ pub(crate) fn event_text(
 impl Inner {
     /// The deliveries an event on `bus` makes (no store access; nothing is delivered yet).
     /// An unknown bus swallows the event, as AWS does.
-    pub(crate) fn route(&self, bus: &str, event: &str, ingested_ms: u64) -> Vec<Delivery> {
+    /// `plain`: the event is known to be plain ([`crate::machine::is_plain`]), so the matcher
+    /// may skip what no rule reads without checking it.
+    pub(crate) fn route(
+        &self,
+        bus: &str,
+        event: &str,
+        ingested_ms: u64,
+        plain: bool,
+    ) -> Vec<Delivery> {
         let snap = self.snapshot.load();
         let Some(bus) = snap.buses.get(bus) else {
             return Vec::new();
         };
-        let matched = match bus.machine.matches(event) {
+        let matched = if plain {
+            bus.machine.matches_plain(event)
+        } else {
+            bus.machine.matches(event)
+        };
+        let matched = match matched {
             Ok(m) => m,
             Err(e) => {
                 tracing::warn!("event could not be matched: {e}");
@@ -132,7 +145,7 @@ impl Inner {
     /// Puts one event on `bus` (raw JSON text): what a bus target and schedules do.
     pub(crate) async fn put_event(&self, bus: &str, event: &str) -> Result<(), String> {
         let now = now_millis();
-        let deliveries = self.route(bus, event, now);
+        let deliveries = self.route(bus, event, now, false);
         let archived = self.archive_writes(bus, event, now);
         self.accept(deliveries, archived).await
     }
