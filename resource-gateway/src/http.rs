@@ -25,7 +25,7 @@ use tokio::sync::watch;
 
 use crate::metrics::Counters;
 use crate::origin::{Body, BoxError, Dialed, Failure, Origin};
-use crate::proxy::log_access;
+use crate::proxy::{access_log_on, log_access};
 use crate::EndpointSpec;
 
 /// Serves one client connection until it closes or the endpoint is deleted and drained.
@@ -184,6 +184,9 @@ impl Exchange {
         self.counters
             .bytes_from_destination
             .fetch_add(down, Relaxed);
+        if !access_log_on() {
+            return;
+        }
         log_access(
             &self.identity,
             json!({

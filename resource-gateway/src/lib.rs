@@ -10,6 +10,9 @@
 //! cached more briefly) → connect (timeout) → copy both ways (idle timeout) → close, with one
 //! JSON access-log line and per-resource-configuration counters ([`Manager::render_metrics`]).
 //!
+//! Accepted connections are served on the manager's worker threads, each with its own
+//! single-threaded runtime (one per core by default): a connection stays on one thread.
+//!
 //! An endpoint with [`HttpSettings`] is an HTTP endpoint instead: it serves HTTP/1.1 and sends
 //! each request to the destination over TLS (or plain HTTP), always to the configured
 //! destination whatever the request names, answering 502 when the destination cannot be
@@ -39,6 +42,7 @@ mod proxy;
 mod target;
 #[cfg(test)]
 mod testing;
+mod workers;
 
 pub use cidr::Cidr;
 pub use manager::{Bound, Manager};

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::atomic::AtomicUsize;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use tokio::net::TcpListener;
@@ -16,6 +16,7 @@ use crate::metrics::Metrics;
 use crate::origin::Origin;
 use crate::proxy::{self, Endpoint, Shared};
 use crate::target::{ResourceTarget, TargetSpec};
+use crate::workers::Workers;
 use crate::{Cidr, EndpointSpec, Key};
 
 /// Runs the endpoints; cheap to clone (one shared state).
@@ -33,6 +34,9 @@ struct Inner {
     resolver: Arc<Resolver>,
     /// Destination addresses never dialed, whatever a resource's name resolves to.
     forbidden: Arc<Vec<Cidr>>,
+    /// How many threads serve endpoint connections (0: one per core).
+    worker_threads: usize,
+    workers: OnceLock<Arc<Workers>>,
 }
 
 struct Running {
@@ -70,6 +74,16 @@ impl Manager {
                 ..Inner::default()
             }),
         }
+    }
+
+    /// Serves endpoint connections on `n` threads, each with its own single-threaded runtime
+    /// (0, the default: `TRELLIS_RESOURCE_WORKERS` when set, else one per core). Takes effect
+    /// when the first endpoint starts; later calls on a manager that runs endpoints are ignored.
+    pub fn with_worker_threads(mut self, n: usize) -> Self {
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.worker_threads = n;
+        }
+        self
     }
 
     /// Makes the running endpoints match `specs`: starts new ones, swaps changed ones in for new
@@ -203,18 +217,31 @@ impl Manager {
         }
     }
 
-    /// A spec with its client to the destination, when it is an HTTP endpoint.
+    /// A spec with its clients to the destination (one per worker), when it is an HTTP
+    /// endpoint.
     fn endpoint(&self, spec: EndpointSpec) -> Arc<Endpoint> {
-        let origin = spec.http.as_ref().map(|http| {
-            Arc::new(Origin::new(
-                &spec.destination_host,
-                http,
-                spec.connect_timeout,
-                self.inner.resolver.clone(),
-                self.inner.forbidden.clone(),
-            ))
-        });
-        Arc::new(Endpoint { spec, origin })
+        let origins = match &spec.http {
+            None => Vec::new(),
+            Some(http) => (0..self.workers().len().max(1))
+                .map(|_| {
+                    Arc::new(Origin::new(
+                        &spec.destination_host,
+                        http,
+                        spec.connect_timeout,
+                        self.inner.resolver.clone(),
+                        self.inner.forbidden.clone(),
+                    ))
+                })
+                .collect(),
+        };
+        Arc::new(Endpoint { spec, origins })
+    }
+
+    /// The worker threads of endpoint connections, started on first use.
+    fn workers(&self) -> &Arc<Workers> {
+        self.inner
+            .workers
+            .get_or_init(|| Arc::new(Workers::start(self.inner.worker_threads)))
     }
 
     fn start(&self, spec: EndpointSpec) -> Result<Running, String> {
@@ -254,6 +281,7 @@ impl Manager {
                 kill: kill_rx,
                 local: bound,
             },
+            self.workers().clone(),
         ));
         Ok(Running {
             spec: spec_tx,
@@ -310,18 +338,26 @@ fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
 }
 
 /// Accepts until stopped; each connection gets the endpoint's spec as it is at that moment.
+/// Each connection is served on one of `workers`.
 async fn accept_loop(
     listener: TcpListener,
     spec: watch::Receiver<Arc<Endpoint>>,
     mut stop: watch::Receiver<bool>,
     shared: Shared,
+    workers: Arc<Workers>,
 ) {
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
                     let ep = spec.borrow().clone();
-                    tokio::spawn(proxy::serve(stream, peer, ep, shared.clone()));
+                    let shared = shared.clone();
+                    workers.run(
+                        stream,
+                        Box::new(move |stream, worker| {
+                            Box::pin(proxy::serve(stream, peer, ep, shared, worker))
+                        }),
+                    );
                 }
                 Err(e) => {
                     // Out of file descriptors and the like: back off instead of spinning.
@@ -455,6 +491,14 @@ mod tests {
         );
         assert!(text
             .contains("trellis_resource_active_connections{resource_configuration=\"rcfg-1\"} 0"));
+        // Every byte the client sent, counted once the connection closed.
+        assert!(
+            text.contains(&format!(
+                "trellis_resource_bytes_total{{resource_configuration=\"rcfg-1\",direction=\"to_destination\"}} {}",
+                5 + (1 << 20)
+            )),
+            "{text}"
+        );
     }
 
     #[tokio::test]
