@@ -116,11 +116,91 @@ where
     }
 }
 
+/// Log lines reach stderr through a background thread, so code that logs on a hot path (the
+/// resource gateway's per-connection access log, say) only queues its line instead of waiting
+/// for the write. [`QueuedStderr::flush`] waits until everything queued is written.
+struct QueuedStderr {
+    queue: Option<std::sync::mpsc::Sender<LogMessage>>,
+}
+
+enum LogMessage {
+    Line(Vec<u8>),
+    Flush(std::sync::mpsc::Sender<()>),
+}
+
+impl QueuedStderr {
+    fn start() -> Self {
+        let (tx, rx) = std::sync::mpsc::channel::<LogMessage>();
+        let writer = std::thread::Builder::new()
+            .name("log".into())
+            .spawn(move || {
+                use std::io::Write as _;
+                let stderr = std::io::stderr();
+                while let Ok(first) = rx.recv() {
+                    let mut out = stderr.lock();
+                    let mut write = |m: LogMessage| match m {
+                        LogMessage::Line(line) => {
+                            let _ = out.write_all(&line);
+                        }
+                        LogMessage::Flush(done) => {
+                            let _ = out.flush();
+                            let _ = done.send(());
+                        }
+                    };
+                    write(first);
+                    // Whatever else is queued goes out in the same locked stretch.
+                    while let Ok(more) = rx.try_recv() {
+                        write(more);
+                    }
+                    let _ = out.flush();
+                }
+            });
+        // Without the thread, lines are written directly.
+        Self {
+            queue: writer.ok().map(|_| tx),
+        }
+    }
+
+    /// Waits (at most a second) until every line queued so far is written.
+    fn flush(&self) {
+        let Some(queue) = &self.queue else { return };
+        let (done, written) = std::sync::mpsc::channel();
+        if queue.send(LogMessage::Flush(done)).is_ok() {
+            let _ = written.recv_timeout(std::time::Duration::from_secs(1));
+        }
+    }
+}
+
+impl std::io::Write for &QueuedStderr {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match &self.queue {
+            Some(queue) if queue.send(LogMessage::Line(buf.to_vec())).is_ok() => Ok(buf.len()),
+            _ => std::io::stderr().write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The subscriber's handle on the shared [`QueuedStderr`] (`main` keeps one to flush it).
+struct LogHandle(std::sync::Arc<QueuedStderr>);
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LogHandle {
+    type Writer = &'a QueuedStderr;
+
+    fn make_writer(&'a self) -> Self::Writer {
+        &self.0
+    }
+}
+
 /// Entry point of the `trellis` binary.
 pub fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
+    let log = std::sync::Arc::new(QueuedStderr::start());
     tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
+        .with_writer(LogHandle(log.clone()))
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("TRELLIS_LOG")
@@ -148,6 +228,7 @@ pub fn main() -> std::process::ExitCode {
             }
         }
     });
+    log.flush();
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
