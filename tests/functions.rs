@@ -1355,3 +1355,264 @@ async fn cargo_lambda_deploy_deploys_a_function() {
     assert_eq!(body["event"], json!({"echo": "deployed"}));
     assert_eq!(body["env"]["GREETING"], "from-cargo-lambda");
 }
+
+// === WebAssembly components (wasi:http) ===
+
+/// `tests/fixtures/wasi-http-py/app.py` built into a `wasi:http/proxy` component with
+/// componentize-py, or `None` when componentize-py is not installed.
+fn python_component() -> Option<Vec<u8>> {
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/wasi-http-py");
+    let out = tempfile::tempdir().unwrap();
+    let wasm = out.path().join("app.wasm");
+    // Built from a copy: componentize-py leaves `__pycache__` beside the source.
+    std::fs::copy(fixture.join("app.py"), out.path().join("app.py")).unwrap();
+    let built = std::process::Command::new("componentize-py")
+        .arg("-d")
+        .arg(fixture.join("wit"))
+        .args(["-w", "wasi:http/proxy@0.2.12", "componentize", "-p"])
+        .arg(out.path())
+        .args(["app", "-o"])
+        .arg(&wasm)
+        .stdout(std::process::Stdio::null())
+        .status();
+    if !matches!(built, Ok(s) if s.success()) {
+        return None;
+    }
+    std::fs::read(&wasm).ok()
+}
+
+/// One request with a body through the data plane.
+async fn send_body(
+    t: &Trellis,
+    method: &str,
+    host: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> Reply {
+    use http_body_util::{BodyExt, Full};
+    let mut b = http::Request::builder()
+        .method(method)
+        .uri(format!("http://{}{path}", t.listen))
+        .header(http::header::HOST, host);
+    for (k, v) in headers {
+        b = b.header(*k, *v);
+    }
+    let resp = http_client()
+        .request(
+            b.body(Full::new(bytes::Bytes::from(body.to_string())))
+                .unwrap(),
+        )
+        .await
+        .expect("data plane answers");
+    let status = resp.status().as_u16();
+    let headers = resp.headers().clone();
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    Reply {
+        status,
+        headers,
+        body,
+    }
+}
+
+/// A Lattice service whose listener forwards to a new target group of type `WASM` holding
+/// `target`; returns the service's host name and the target group's id.
+async fn wasm_service(t: &Trellis, name: &str, target: &str) -> (String, String) {
+    use aws_sdk_vpclattice::types::{
+        ForwardAction, ListenerProtocol, RuleAction, Target, TargetGroupType, WeightedTargetGroup,
+    };
+    let lattice = t.lattice();
+    let tg = lattice
+        .create_target_group()
+        .name(format!("{name}-tg"))
+        .r#type(TargetGroupType::from("WASM"))
+        .send()
+        .await
+        .expect("create a WASM target group");
+    assert_eq!(tg.r#type().map(|t| t.as_str()), Some("WASM"));
+    let tg_id = tg.id().unwrap().to_string();
+    let reg = lattice
+        .register_targets()
+        .target_group_identifier(&tg_id)
+        .targets(Target::builder().id(target).build().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(reg.successful().len(), 1, "{reg:?}");
+    let svc = lattice.create_service().name(name).send().await.unwrap();
+    let dns = svc.dns_entry().unwrap().domain_name().unwrap().to_string();
+    lattice
+        .create_listener()
+        .service_identifier(svc.id().unwrap())
+        .name("http-80")
+        .protocol(ListenerProtocol::Http)
+        .port(80)
+        .default_action(RuleAction::Forward(
+            ForwardAction::builder()
+                .target_groups(
+                    WeightedTargetGroup::builder()
+                        .target_group_identifier(&tg_id)
+                        .build()
+                        .unwrap(),
+                )
+                .build()
+                .unwrap(),
+        ))
+        .send()
+        .await
+        .unwrap();
+    (dns, tg_id)
+}
+
+/// A Python `wasi:http` component (componentize-py) deployed with the Lambda API, served
+/// through a `WASM` target group as plain HTTP, invoked through `Invoke`, stopped at its
+/// timeout, refused outgoing HTTP; bad components are refused and the old code keeps serving.
+#[tokio::test]
+async fn wasm_http_components_serve_a_wasm_target_group() {
+    let started = std::time::Instant::now();
+    let Some(component) = python_component() else {
+        tool_missing("componentize-py", "pip install componentize-py");
+        return;
+    };
+    let built = started.elapsed();
+    let dir = tempfile::tempdir().unwrap();
+    let t = Trellis::start(dir.path(), &[]);
+    let c = lambda(&t);
+    let started = std::time::Instant::now();
+    let out = create_wasm(&c, "pyhttp", &component, 2, 256, &[("GREETING", "hello")])
+        .await
+        .expect("create the component function");
+    assert_eq!(out.state(), Some(&State::Active));
+    // Reported, not asserted: the build, and CreateFunction's compile of the component.
+    eprintln!(
+        "componentize-py build {built:?}; CreateFunction ({} MB component) {:?}",
+        component.len() >> 20,
+        started.elapsed()
+    );
+
+    // Through the data plane: method, path and query, headers and body in; status, headers and
+    // body out, with no event translation.
+    let (dns, tg_id) = wasm_service(&t, "pyhttp", "pyhttp").await;
+    let r = send_body(
+        &t,
+        "PUT",
+        &dns,
+        "/orders/7?x=1&y=two",
+        &[("x-tenant", "acme"), ("content-type", "text/plain")],
+        "hello, component",
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(r.headers["x-echo"], "wasi-http");
+    assert_eq!(r.headers["content-type"], "application/json");
+    let echo = r.json();
+    assert_eq!(echo["method"], "PUT");
+    assert_eq!(echo["path"], "/orders/7?x=1&y=two");
+    assert_eq!(echo["headers"]["x-tenant"], json!(["acme"]));
+    assert_eq!(echo["body"], "hello, component");
+    assert_eq!(echo["greeting"], "hello");
+    let r = send_body(&t, "GET", &dns, "/status/418", &[], "").await;
+    assert_eq!(r.status, 418);
+    assert_eq!(&r.body[..], b"status 418");
+    let targets = t
+        .lattice()
+        .list_targets()
+        .target_group_identifier(&tg_id)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(targets.items().len(), 1);
+    assert_eq!(targets.items()[0].id(), Some("pyhttp"));
+    assert_eq!(
+        targets.items()[0].status().map(|s| s.as_str()),
+        Some("UNAVAILABLE")
+    );
+
+    // Outgoing HTTP is not granted: the guest's request is refused by the host.
+    let r = send_body(&t, "GET", &dns, "/outgoing", &[], "").await;
+    let said = String::from_utf8_lossy(&r.body);
+    assert!(said.contains("HttpRequestDenied"), "{said}");
+
+    // An endless loop is stopped at the function's timeout.
+    let started = std::time::Instant::now();
+    let r = send_body(&t, "GET", &dns, "/loop", &[], "").await;
+    assert_eq!(r.status, 504, "{}", String::from_utf8_lossy(&r.body));
+    assert!(started.elapsed() < Duration::from_secs(5));
+
+    // The Lambda Invoke API: the payload POSTed to / as JSON, a 2xx body is the result.
+    let (body, error, logs, _) = invoke(&c, "pyhttp", json!({"order": 7})).await;
+    assert_eq!(error, None, "{body}");
+    assert_eq!(body["method"], "POST");
+    assert_eq!(body["path"], "/");
+    assert_eq!(body["headers"]["content-type"], json!(["application/json"]));
+    assert_eq!(
+        serde_json::from_str::<Value>(body["body"].as_str().unwrap()).unwrap(),
+        json!({"order": 7})
+    );
+    assert!(logs.contains("echo POST /"), "{logs}");
+    assert!(logs.contains("REPORT RequestId:"), "{logs}");
+    // Another status is a function error carrying it.
+    let (err, error, _, _) = invoke(&c, "pyhttp", json!({"status": 503})).await;
+    assert_eq!(error.as_deref(), Some("Unhandled"));
+    assert_eq!(err["errorType"], "HttpError", "{err}");
+    assert_eq!(err["statusCode"], 503, "{err}");
+    assert_eq!(err["body"], "status 503", "{err}");
+    // A timeout has the Lambda timeout shape.
+    let started = std::time::Instant::now();
+    let (err, error, logs, _) = invoke(&c, "pyhttp", json!({"loop": true})).await;
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert_eq!(error.as_deref(), Some("Unhandled"));
+    assert_eq!(err["errorType"], "Sandbox.Timedout", "{err}");
+    assert!(
+        err["errorMessage"]
+            .as_str()
+            .unwrap()
+            .contains("Task timed out after 2.00 seconds"),
+        "{err}"
+    );
+    assert!(logs.contains("Task timed out after 2.00 seconds"), "{logs}");
+
+    // Bad components are refused with the reason; the previous code keeps serving.
+    let empty_component = b"\0asm\x0d\0\x01\0";
+    let e = create_wasm(&c, "nohandler", empty_component, 2, 128, &[])
+        .await
+        .expect_err("a component without the handler is refused");
+    assert_eq!(e.code(), Some("InvalidParameterValueException"));
+    assert!(
+        e.message()
+            .unwrap()
+            .contains("does not export wasi:http/incoming-handler"),
+        "{e:?}"
+    );
+    let e = c
+        .update_function_code()
+        .function_name("pyhttp")
+        .zip_file(Blob::new(zip(&[(
+            "function.wasm",
+            0o100644,
+            b"\0asm\x0d\0\x01\0\x99\x99",
+        )])))
+        .send()
+        .await
+        .expect_err("an invalid component is refused");
+    assert_eq!(e.code(), Some("InvalidParameterValueException"));
+    assert!(
+        e.message()
+            .unwrap()
+            .contains("not a valid WebAssembly component"),
+        "{e:?}"
+    );
+    let r = send_body(&t, "POST", &dns, "/again", &[], "still here").await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json()["body"], "still here");
+
+    // A preview-1 module in a WASM group gets the Lattice event, as in a LAMBDA group: the
+    // echo module answers with the event's fields, so its `body` is the response body.
+    let module = create_wasm(&c, "wmodule", &wasm_fixture("echo"), 3, 128, &[])
+        .await
+        .unwrap();
+    let (dns, _) = wasm_service(&t, "wmodule", module.function_arn().unwrap()).await;
+    let r = send_body(&t, "POST", &dns, "/m?k=v", &[], "event body").await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(&r.body[..], b"event body");
+}

@@ -1146,6 +1146,72 @@ impl Inner {
         })
     }
 
+    /// One HTTP request to a `wasi:http` component function, as the function's
+    /// [`Target::invoke_http`]: version routing, concurrency and logging as `invoke` has them.
+    /// A function that is not a component answers [`not_an_http_function`].
+    async fn invoke_http(
+        self: Arc<Self>,
+        function: &str,
+        qualifier: Option<&str>,
+        request: http::Request<Bytes>,
+    ) -> Result<http::Response<Bytes>, TargetError> {
+        let arn = match qualifier {
+            Some(q) => format!("{}:{q}", self.function_arn(function)),
+            None => self.function_arn(function),
+        };
+        let api = |e: ApiError| {
+            if e.status == 404 {
+                TargetError::NotFound(arn.clone())
+            } else {
+                TargetError::Unavailable(e.message)
+            }
+        };
+        let version = self
+            .with_doc(function, |doc| {
+                if doc["concurrency"].as_u64() == Some(0) {
+                    return Err(throttled());
+                }
+                self.pick_version_in(doc, function, qualifier)
+            })
+            .map_err(api)?
+            .map_err(api)?;
+        let pool = self.pool(function, &version).map_err(api)?;
+        if request.body().len() > MAX_SYNC_PAYLOAD {
+            return Err(TargetError::Failed {
+                error: "RequestTooLargeException".into(),
+                cause: format!(
+                    "Request must be smaller than {MAX_SYNC_PAYLOAD} bytes for the InvokeFunction operation"
+                ),
+            });
+        }
+        let request_id = new_uuid();
+        let Some(done) = pool.invoke_http(request, &request_id).await else {
+            return Err(not_an_http_function(&arn));
+        };
+        let done = done.map_err(|_| api(throttled()))?;
+        if let Some(response) = done.response {
+            return Ok(response);
+        }
+        match done.finished.outcome {
+            Outcome::TimedOut => Err(TargetError::Timeout(arn)),
+            Outcome::TooLarge(n) => Err(TargetError::Failed {
+                error: "Function.ResponseSizeTooLarge".into(),
+                cause: format!("Response payload size ({n} bytes) exceeded maximum allowed payload size ({MAX_SYNC_PAYLOAD} bytes)."),
+            }),
+            Outcome::Error(doc) => {
+                let doc: Value = serde_json::from_slice(&doc).unwrap_or(Value::Null);
+                Err(TargetError::Failed {
+                    error: str_of(&doc, "errorType").unwrap_or("Unhandled").to_string(),
+                    cause: str_of(&doc, "errorMessage").unwrap_or_default().to_string(),
+                })
+            }
+            other => Err(TargetError::Failed {
+                error: "Unhandled".into(),
+                cause: format!("{other:?}"),
+            }),
+        }
+    }
+
     /// An `Event` invocation: retried per the function's event invoke config (two retries by
     /// default, 1 s then 2 s apart), then sent to its on-success or on-failure destination.
     async fn invoke_async(self: Arc<Self>, function: String, payload: Bytes, opts: InvokeOptions) {
@@ -1419,7 +1485,34 @@ impl Target for FunctionTarget {
             }
         })
     }
+
+    fn invoke_http(
+        &self,
+        req: trellis_core::target::HttpRequest,
+    ) -> BoxFuture<'static, Result<trellis_core::target::HttpResponse, TargetError>> {
+        let inner = self.inner.upgrade();
+        let name = self.name.clone();
+        let qualifier = self.qualifier.clone();
+        let arn = self.arn.clone();
+        Box::pin(async move {
+            let inner = inner.ok_or_else(|| TargetError::NotFound(arn.clone()))?;
+            inner.invoke_http(&name, qualifier.as_deref(), req).await
+        })
+    }
 }
+
+/// What a function that is not a `wasi:http` component answers to `invoke_http`: callers that
+/// can also send an event (a `WASM` target group) check it with [`is_not_an_http_function`].
+pub fn not_an_http_function(arn: &str) -> TargetError {
+    TargetError::Unavailable(format!("{arn} {NOT_HTTP}"))
+}
+
+/// Whether `e` says the function takes events, not HTTP requests.
+pub fn is_not_an_http_function(e: &TargetError) -> bool {
+    matches!(e, TargetError::Unavailable(m) if m.ends_with(NOT_HTTP))
+}
+
+const NOT_HTTP: &str = "is not a wasi:http component function";
 
 #[cfg(test)]
 mod tests {

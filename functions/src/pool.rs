@@ -11,7 +11,10 @@ use std::time::Duration;
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
-use crate::wasm::{Call, Ended, WasmModule};
+use bytes::Bytes;
+
+use crate::component::{HttpCall, HttpComponent, HttpEnded};
+use crate::wasm::{Call, Ended, Wasm};
 use crate::worker::{Invocation, Outcome, Spec, Worker};
 
 /// Lambda's default when no reserved concurrency is set (ours; AWS's is the account's pool).
@@ -27,8 +30,8 @@ pub struct Pool {
     queue_limit: usize,
     waiting: AtomicUsize,
     idle: Mutex<Vec<(Worker, Instant)>>,
-    /// A WebAssembly function runs this module in-process instead of worker processes.
-    wasm: Option<Arc<WasmModule>>,
+    /// A WebAssembly function runs this module or component in-process instead of workers.
+    wasm: Option<Arc<Wasm>>,
 }
 
 /// A finished invocation: how it ended and its log tail (platform lines included).
@@ -38,6 +41,32 @@ pub struct Finished {
     pub duration: Duration,
     /// The process's last output lines when it exited: what it said before dying.
     pub last_lines: Vec<String>,
+}
+
+/// A finished HTTP request to a component: its response, or the failure in `finished.outcome`.
+pub struct HttpFinished {
+    pub response: Option<http::Response<Bytes>>,
+    pub finished: Finished,
+}
+
+/// How a wasm run ended, before the platform log lines are added.
+struct WasmDone {
+    outcome: Outcome,
+    log: Bytes,
+    instantiate: Option<std::time::Duration>,
+    memory: usize,
+    last_lines: Vec<String>,
+}
+
+fn truncate(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -59,28 +88,20 @@ impl Pool {
         }
     }
 
-    /// A pool whose invocations run `module` (a WASI command) instead of worker processes; the
-    /// concurrency limit and queue are the same.
-    pub fn wasm(spec: Spec, concurrency: usize, module: Arc<WasmModule>) -> Self {
+    /// A pool whose invocations run `program` (a WASI command module or a `wasi:http`
+    /// component) instead of worker processes; the concurrency limit and queue are the same.
+    pub fn wasm(spec: Spec, concurrency: usize, program: Arc<Wasm>) -> Self {
         Self {
-            wasm: Some(module),
+            wasm: Some(program),
             ..Self::new(spec, concurrency)
         }
     }
 
     /// Runs `inv` on a worker of this pool; `tail` is how many bytes of log to keep.
     pub async fn invoke(&self, inv: Invocation, tail: usize) -> Result<Finished, Throttled> {
-        if self.waiting.fetch_add(1, Ordering::AcqRel) >= self.queue_limit {
-            self.waiting.fetch_sub(1, Ordering::AcqRel);
-            return Err(Throttled);
-        }
-        let permit = self.permits.acquire().await;
-        self.waiting.fetch_sub(1, Ordering::AcqRel);
-        let Ok(_permit) = permit else {
-            return Err(Throttled);
-        };
-        if let Some(module) = &self.wasm {
-            return Ok(self.invoke_wasm(module.clone(), inv, tail).await);
+        let _permit = self.admit().await?;
+        if let Some(program) = &self.wasm {
+            return Ok(self.invoke_wasm(program.clone(), inv, tail).await);
         }
         let started = Instant::now();
         // A fresh worker's invocation owns everything the process printed from its start.
@@ -148,12 +169,84 @@ impl Pool {
         })
     }
 
-    async fn invoke_wasm(&self, module: Arc<WasmModule>, inv: Invocation, tail: usize) -> Finished {
+    /// Sends one HTTP request to this pool's `wasi:http` component (the function's
+    /// `invoke_http`), under the same concurrency limit and queue as invocations. `None` when
+    /// the function is not a component.
+    pub async fn invoke_http(
+        &self,
+        request: http::Request<Bytes>,
+        request_id: &str,
+    ) -> Option<Result<HttpFinished, Throttled>> {
+        let component = self.component()?;
+        let _permit = match self.admit().await {
+            Ok(p) => p,
+            Err(e) => return Some(Err(e)),
+        };
         let started = Instant::now();
+        let run = component
+            .handle(HttpCall {
+                request,
+                memory_mb: self.spec.memory_mb,
+                timeout: self.spec.timeout,
+                variables: &self.spec.variables,
+                max_response: crate::lambda::MAX_SYNC_PAYLOAD,
+            })
+            .await;
+        let (response, outcome) = match run.ended {
+            HttpEnded::Response(r) => (Some(r), Outcome::Response(Bytes::new())),
+            other => (None, self.component_failure(other, request_id)),
+        };
+        let done = WasmDone {
+            outcome,
+            log: run.log,
+            instantiate: run.instantiate,
+            memory: run.memory_used,
+            last_lines: Vec::new(),
+        };
+        Some(Ok(HttpFinished {
+            response,
+            finished: self.finish_wasm(request_id, started, done, 0),
+        }))
+    }
+
+    /// The component this pool runs, if it runs one.
+    pub fn component(&self) -> Option<Arc<HttpComponent>> {
+        match self.wasm.as_deref() {
+            Some(Wasm::Component(c)) => Some(c.clone()),
+            _ => None,
+        }
+    }
+
+    /// Waits for a slot within the function's concurrency, or refuses when the queue is full.
+    async fn admit(&self) -> Result<tokio::sync::SemaphorePermit<'_>, Throttled> {
+        if self.waiting.fetch_add(1, Ordering::AcqRel) >= self.queue_limit {
+            self.waiting.fetch_sub(1, Ordering::AcqRel);
+            return Err(Throttled);
+        }
+        let permit = self.permits.acquire().await;
+        self.waiting.fetch_sub(1, Ordering::AcqRel);
+        permit.map_err(|_| Throttled)
+    }
+
+    async fn invoke_wasm(&self, program: Arc<Wasm>, inv: Invocation, tail: usize) -> Finished {
+        let started = Instant::now();
+        let request_id = inv.request_id.clone();
+        let done = match &*program {
+            Wasm::Module(_) => self.run_module(program.clone(), inv).await,
+            Wasm::Component(c) => self.run_component_json(c.clone(), inv).await,
+        };
+        self.finish_wasm(&request_id, started, done, tail)
+    }
+
+    /// A preview-1 module: the payload on stdin, stdout the answer.
+    async fn run_module(&self, program: Arc<Wasm>, inv: Invocation) -> WasmDone {
         let spec = self.spec.clone();
         let request_id = inv.request_id.clone();
         let timeout = spec.timeout;
         let run = tokio::task::spawn_blocking(move || {
+            let Wasm::Module(module) = &*program else {
+                unreachable!("run_module is only called for modules")
+            };
             module.run(Call {
                 payload: inv.payload,
                 memory_mb: spec.memory_mb,
@@ -166,66 +259,184 @@ impl Pool {
         // The epoch deadline stops guest code; this also bounds a guest blocked in a host call
         // (a long `poll_oneoff` sleep), whose thread finishes on its own afterwards.
         let run = match tokio::time::timeout(timeout + Duration::from_millis(200), run).await {
-            Ok(Ok(run)) => Some(run),
+            Ok(Ok(run)) => run,
             Ok(Err(e)) => {
-                return Finished {
+                return WasmDone {
                     outcome: Outcome::Error(crate::lambda::error_payload(
                         "Runtime.WasmTrap",
                         &format!("RequestId: {request_id} Error: {e}"),
                     )),
-                    logs: Vec::new(),
-                    duration: started.elapsed(),
+                    log: Bytes::new(),
+                    instantiate: None,
+                    memory: 0,
                     last_lines: Vec::new(),
                 }
             }
-            Err(_) => None,
+            Err(_) => {
+                return WasmDone {
+                    outcome: Outcome::TimedOut,
+                    log: Bytes::new(),
+                    instantiate: None,
+                    memory: 0,
+                    last_lines: Vec::new(),
+                }
+            }
         };
+        let mut last_lines = Vec::new();
+        let outcome = match run.ended {
+            Ended::Ok(out) if out.is_empty() => Outcome::Response(Bytes::from_static(b"null")),
+            Ended::Ok(out) => Outcome::Response(out),
+            Ended::TimedOut => Outcome::TimedOut,
+            Ended::TooLarge(n) => Outcome::TooLarge(n),
+            Ended::Exit(code) => {
+                let stderr = String::from_utf8_lossy(&run.stderr);
+                last_lines = stderr.lines().map(str::to_string).collect();
+                last_lines.drain(..last_lines.len().saturating_sub(10));
+                Outcome::Exited(format!(
+                    "RequestId: {request_id} Error: Runtime exited with error: exit status {code}"
+                ))
+            }
+            Ended::Trap(message) => self.wasm_failure("Runtime.WasmTrap", &request_id, &message),
+            Ended::OutOfMemory(message) => self.out_of_memory(&request_id, &message),
+        };
+        WasmDone {
+            outcome,
+            log: run.stderr,
+            instantiate: Some(run.instantiate),
+            memory: run.memory_used,
+            last_lines,
+        }
+    }
+
+    /// A component invoked through the Lambda API: the payload is POSTed to `/` as JSON; a 2xx
+    /// body is the result, any other status a function error carrying the status and body.
+    async fn run_component_json(&self, component: Arc<HttpComponent>, inv: Invocation) -> WasmDone {
+        let mut request = http::Request::new(inv.payload);
+        *request.method_mut() = http::Method::POST;
+        *request.uri_mut() = http::Uri::from_static("/");
+        let headers = request.headers_mut();
+        headers.insert(
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_static("application/json"),
+        );
+        headers.insert(
+            http::header::HOST,
+            http::HeaderValue::from_static("localhost"),
+        );
+        for (name, value) in [
+            ("lambda-runtime-aws-request-id", &inv.request_id),
+            ("lambda-runtime-invoked-function-arn", &inv.invoked_arn),
+            ("lambda-runtime-trace-id", &inv.trace_id),
+        ] {
+            if let Ok(v) = http::HeaderValue::from_str(value) {
+                headers.insert(name, v);
+            }
+        }
+        let run = component
+            .handle(HttpCall {
+                request,
+                memory_mb: self.spec.memory_mb,
+                timeout: self.spec.timeout,
+                variables: &self.spec.variables,
+                max_response: crate::lambda::MAX_SYNC_PAYLOAD,
+            })
+            .await;
+        let outcome = match run.ended {
+            HttpEnded::Response(r) if r.status().is_success() => {
+                let body = r.into_body();
+                Outcome::Response(if body.is_empty() {
+                    Bytes::from_static(b"null")
+                } else {
+                    body
+                })
+            }
+            HttpEnded::Response(r) => {
+                let status = r.status();
+                let body = String::from_utf8_lossy(r.body()).into_owned();
+                Outcome::Error(Bytes::from(
+                    serde_json::json!({
+                        "errorType": "HttpError",
+                        "errorMessage": format!("the handler answered HTTP {}: {}", status.as_u16(), truncate(&body, 1024)),
+                        "statusCode": status.as_u16(),
+                        "body": body,
+                    })
+                    .to_string(),
+                ))
+            }
+            other => self.component_failure(other, &inv.request_id),
+        };
+        WasmDone {
+            outcome,
+            log: run.log,
+            instantiate: run.instantiate,
+            memory: run.memory_used,
+            last_lines: Vec::new(),
+        }
+    }
+
+    /// A component run that produced no response, as the Lambda outcome.
+    fn component_failure(&self, ended: HttpEnded, request_id: &str) -> Outcome {
+        match ended {
+            HttpEnded::TimedOut => Outcome::TimedOut,
+            HttpEnded::TooLarge(n) => Outcome::TooLarge(n),
+            HttpEnded::Trap(message) => self.wasm_failure("Runtime.WasmTrap", request_id, &message),
+            HttpEnded::OutOfMemory(message) => self.out_of_memory(request_id, &message),
+            HttpEnded::ErrorCode(code) => self.wasm_failure(
+                "Runtime.HttpErrorCode",
+                request_id,
+                &format!("the handler answered with the wasi:http error code {code}"),
+            ),
+            HttpEnded::NoResponse => self.wasm_failure(
+                "Runtime.NoResponse",
+                request_id,
+                "the handler returned without setting a response",
+            ),
+            HttpEnded::Response(_) => Outcome::Response(Bytes::new()),
+        }
+    }
+
+    fn wasm_failure(&self, error_type: &str, request_id: &str, message: &str) -> Outcome {
+        Outcome::Error(crate::lambda::error_payload(
+            error_type,
+            &format!("RequestId: {request_id} Error: {message}"),
+        ))
+    }
+
+    fn out_of_memory(&self, request_id: &str, message: &str) -> Outcome {
+        self.wasm_failure(
+            "Runtime.OutOfMemory",
+            request_id,
+            &format!(
+                "Runtime exited after exceeding its memory limit of {} MB ({message})",
+                self.spec.memory_mb
+            ),
+        )
+    }
+
+    /// The platform log lines around a wasm run (START, the guest's output, a timeout line,
+    /// END and REPORT), as a worker's invocation has them.
+    fn finish_wasm(
+        &self,
+        request_id: &str,
+        started: Instant,
+        done: WasmDone,
+        tail: usize,
+    ) -> Finished {
         let duration = started.elapsed();
+        let timeout = self.spec.timeout;
         let mut log = format!(
             "START RequestId: {request_id} Version: {}\n",
             self.spec.version
         )
         .into_bytes();
-        let mut last_lines = Vec::new();
-        let (outcome, init, memory) = match run {
-            None => (Outcome::TimedOut, None, 0),
-            Some(run) => {
-                log.extend_from_slice(&run.stderr);
-                if !run.stderr.is_empty() && !run.stderr.ends_with(b"\n") {
-                    log.push(b'\n');
-                }
-                let stderr = String::from_utf8_lossy(&run.stderr);
-                for line in stderr.lines() {
-                    tracing::info!(target: "trellis::function", function = %self.spec.function_name, "{line}");
-                }
-                let outcome = match run.ended {
-                    Ended::Ok(out) if out.is_empty() => Outcome::Response(bytes::Bytes::from_static(b"null")),
-                    Ended::Ok(out) => Outcome::Response(out),
-                    Ended::TimedOut => Outcome::TimedOut,
-                    Ended::TooLarge(n) => Outcome::TooLarge(n),
-                    Ended::Exit(code) => {
-                        last_lines = stderr.lines().map(str::to_string).collect();
-                        last_lines.drain(..last_lines.len().saturating_sub(10));
-                        Outcome::Exited(format!(
-                            "RequestId: {request_id} Error: Runtime exited with error: exit status {code}"
-                        ))
-                    }
-                    Ended::Trap(message) => Outcome::Error(crate::lambda::error_payload(
-                        "Runtime.WasmTrap",
-                        &format!("RequestId: {request_id} Error: {message}"),
-                    )),
-                    Ended::OutOfMemory(message) => Outcome::Error(crate::lambda::error_payload(
-                        "Runtime.OutOfMemory",
-                        &format!(
-                            "RequestId: {request_id} Error: Runtime exited after exceeding its memory limit of {} MB ({message})",
-                            self.spec.memory_mb
-                        ),
-                    )),
-                };
-                (outcome, Some(run.instantiate), run.memory_used)
-            }
-        };
-        if outcome == Outcome::TimedOut {
+        log.extend_from_slice(&done.log);
+        if !done.log.is_empty() && !done.log.ends_with(b"\n") {
+            log.push(b'\n');
+        }
+        for line in String::from_utf8_lossy(&done.log).lines() {
+            tracing::info!(target: "trellis::function", function = %self.spec.function_name, "{line}");
+        }
+        if done.outcome == Outcome::TimedOut {
             log.extend_from_slice(
                 format!(
                     "{} {request_id} Task timed out after {:.2} seconds\n",
@@ -236,21 +447,22 @@ impl Pool {
             );
         }
         let ms = duration.as_secs_f64() * 1000.0;
-        let init = init
+        let init = done
+            .instantiate
             .map(|d| format!("Init Duration: {:.3} ms\t", d.as_secs_f64() * 1000.0))
             .unwrap_or_default();
         log.extend_from_slice(format!(
             "END RequestId: {request_id}\nREPORT RequestId: {request_id}\tDuration: {ms:.2} ms\tBilled Duration: {} ms\tMemory Size: {} MB\tMax Memory Used: {} MB\t{init}\n",
             ms.ceil() as u64,
             self.spec.memory_mb,
-            memory.div_ceil(1 << 20),
+            done.memory.div_ceil(1 << 20),
         ).as_bytes());
         let logs = log[log.len().saturating_sub(tail)..].to_vec();
         Finished {
-            outcome,
+            outcome: done.outcome,
             logs,
             duration,
-            last_lines,
+            last_lines: done.last_lines,
         }
     }
 

@@ -1,6 +1,7 @@
 //! WebAssembly functions: WASI preview-1 command modules run in-process by wasmtime instead of
 //! a worker process. The event JSON is the module's stdin, its stdout is the answer, its stderr
-//! the function's log.
+//! the function's log. A `.wasm` that is a component rather than a module is a `wasi:http`
+//! handler instead, run by [`crate::component`] on the same engine.
 //!
 //! One [`Engine`] serves the whole process (pooling allocator, epoch interruption driven by a
 //! ticker thread); each function version compiles its module once into an [`InstancePre`]
@@ -23,10 +24,12 @@ use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wasi::p2::pipe::{MemoryInputPipe, MemoryOutputPipe};
 use wasmtime_wasi::{I32Exit, WasiCtxBuilder};
 
+use crate::component::{self, HttpComponent};
+
 /// How often the epoch advances: the granularity of timeouts.
-const TICK: Duration = Duration::from_millis(5);
+pub(crate) const TICK: Duration = Duration::from_millis(5);
 /// What a 32-bit linear memory can address at most.
-const MAX_WASM32_MEMORY: u64 = 4 << 30;
+pub(crate) const MAX_WASM32_MEMORY: u64 = 4 << 30;
 /// How much stderr one invocation keeps.
 const STDERR_CAPACITY: usize = 1 << 20;
 
@@ -40,6 +43,13 @@ pub struct WasmModule {
     pre: InstancePre<State>,
 }
 
+/// What a `.wasm` handler holds: a WASI preview-1 command module (event JSON on stdin) or a
+/// component exporting `wasi:http/incoming-handler` (see [`crate::component`]).
+pub enum Wasm {
+    Module(WasmModule),
+    Component(Arc<HttpComponent>),
+}
+
 struct State {
     wasi: WasiP1Ctx,
     limits: MemoryCap,
@@ -48,10 +58,20 @@ struct State {
 /// Caps linear memory at the function's `MemorySize`. A growth past it fails (`memory.grow`
 /// returns -1, as the spec wants, so a guest that checks `malloc` may recover) and is remembered,
 /// so a guest that then dies is reported as out of memory.
-struct MemoryCap {
+pub(crate) struct MemoryCap {
     max_bytes: usize,
-    denied: bool,
-    peak: usize,
+    pub(crate) denied: bool,
+    pub(crate) peak: usize,
+}
+
+impl MemoryCap {
+    pub(crate) fn new(max_bytes: usize) -> Self {
+        Self {
+            max_bytes,
+            denied: false,
+            peak: 0,
+        }
+    }
 }
 
 impl ResourceLimiter for MemoryCap {
@@ -120,13 +140,18 @@ type FileKey = (PathBuf, Option<SystemTime>, u64);
 struct Host {
     engine: Engine,
     linker: Linker<State>,
-    modules: Mutex<HashMap<FileKey, Arc<WasmModule>>>,
+    modules: Mutex<HashMap<FileKey, Arc<Wasm>>>,
+}
+
+/// The process's one engine, shared by modules and components.
+pub(crate) fn engine() -> &'static Engine {
+    &host().engine
 }
 
 fn host() -> &'static Host {
     static HOST: OnceLock<Host> = OnceLock::new();
     HOST.get_or_init(|| {
-        let engine = engine();
+        let engine = new_engine();
         let weak = engine.weak();
         // The ticker that makes epoch deadlines fire; it ends with the engine (never, in practice).
         std::thread::Builder::new()
@@ -150,7 +175,7 @@ fn host() -> &'static Host {
     })
 }
 
-fn engine() -> Engine {
+fn new_engine() -> Engine {
     let mut config = Config::new();
     config.epoch_interruption(true);
     let mut pooling = PoolingAllocationConfig::default();
@@ -173,7 +198,7 @@ fn engine() -> Engine {
     }
 }
 
-fn describe(e: &wasmtime::Error) -> String {
+pub(crate) fn describe(e: &wasmtime::Error) -> String {
     e.chain()
         .map(|c| c.to_string())
         .collect::<Vec<_>>()
@@ -203,8 +228,17 @@ pub fn compile(bytes: &[u8], name: &str) -> Result<WasmModule, String> {
     Ok(WasmModule { pre })
 }
 
-/// The module `handler` names in `code_dir`, compiled once per file version.
-pub fn load(code_dir: &Path, handler: &str) -> Result<Arc<WasmModule>, String> {
+/// Compiles `bytes` as a component when its header says it is one, else as a module.
+pub fn compile_any(bytes: &[u8], name: &str) -> Result<Wasm, String> {
+    if component::is_component(bytes) {
+        component::compile(bytes, name).map(|c| Wasm::Component(Arc::new(c)))
+    } else {
+        compile(bytes, name).map(Wasm::Module)
+    }
+}
+
+/// The module or component `handler` names in `code_dir`, compiled once per file version.
+pub fn load(code_dir: &Path, handler: &str) -> Result<Arc<Wasm>, String> {
     // The handler is a path inside the package, never a way out of it.
     if !Path::new(handler)
         .components()
@@ -223,7 +257,7 @@ pub fn load(code_dir: &Path, handler: &str) -> Result<Arc<WasmModule>, String> {
     }
     let bytes = std::fs::read(&path)
         .map_err(|e| format!("cannot read the handler module {handler}: {e}"))?;
-    let module = Arc::new(compile(&bytes, handler)?);
+    let module = Arc::new(compile_any(&bytes, handler)?);
     crate::lock(&host().modules).insert(key, module.clone());
     Ok(module)
 }
@@ -247,11 +281,7 @@ impl WasmModule {
             &host.engine,
             State {
                 wasi,
-                limits: MemoryCap {
-                    max_bytes,
-                    denied: false,
-                    peak: 0,
-                },
+                limits: MemoryCap::new(max_bytes),
             },
         );
         store.limiter(|s| &mut s.limits);

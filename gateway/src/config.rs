@@ -727,6 +727,23 @@ mod tests {
         assert_eq!(tg["targets"], json!([{"id": "127.0.0.1", "port": 8080}]));
     }
     #[tokio::test]
+    async fn wasm_target_groups_are_a_valid_type() {
+        let c = Controller::in_memory(Default::default());
+        let good = r#"{"targetGroups": [{"name": "fn-tg", "type": "WASM",
+            "targets": [{"id": "hello"}, {"id": "arn:aws:lambda:us-east-1:000000000000:function:f:live"}]}]}"#;
+        apply_text(&c, good).await.unwrap();
+        let st = c.state();
+        let tg = st.all(kind::TARGET_GROUP).next().unwrap();
+        assert_eq!(tg["type"], "WASM");
+        assert_eq!(tg["targets"].as_array().unwrap().len(), 2);
+        let bad = r#"{"targetGroups": [{"name": "bad-tg", "type": "WASI"}]}"#;
+        let err = apply_text(&c, bad).await.unwrap_err();
+        assert!(format!("{err:?}").contains("WASM"), "{err:?}");
+        let bad = r#"{"targetGroups": [{"name": "fn-tg", "type": "WASM", "targets": [{"id": "no/such name"}]}]}"#;
+        assert!(apply_text(&c, bad).await.is_err());
+    }
+
+    #[tokio::test]
     async fn resource_gateways_nest_configurations_children_and_associations() {
         let c = Controller::in_memory(Default::default());
         let text = r#"{"serviceNetworks": [{"name": "data"}],

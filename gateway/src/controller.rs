@@ -23,13 +23,21 @@ pub struct Controller {
     store: Option<Arc<dyn Store>>,
 }
 
-/// The Lattice model, parsed once.
+/// The Lattice model, parsed once, with the Trellis extension target-group type `WASM`.
 pub fn lattice_model() -> Arc<ServiceModel> {
     static MODEL: std::sync::OnceLock<Arc<ServiceModel>> = std::sync::OnceLock::new();
-    trellis_core::model::embedded(
-        &MODEL,
-        include_str!("../../core/models/vpc-lattice-2022-11-30.json"),
-    )
+    MODEL
+        .get_or_init(|| {
+            let mut doc: serde_json::Value = serde_json::from_str(include_str!(
+                "../../core/models/vpc-lattice-2022-11-30.json"
+            ))
+            .expect("the embedded Lattice model is JSON");
+            if let Some(types) = doc["shapes"]["TargetGroupType"]["enum"].as_array_mut() {
+                types.push("WASM".into());
+            }
+            Arc::new(ServiceModel::from_json(&doc.to_string()).expect("the Lattice model parses"))
+        })
+        .clone()
 }
 
 // === impl Controller ===

@@ -1,6 +1,8 @@
 //! LAMBDA target groups: the request becomes a VPC Lattice event (V1 or V2, per the group's
 //! `lambdaEventStructureVersion`), the function is invoked through the Target registry, and its
 //! answer (`statusCode`, `headers`, `body`, `isBase64Encoded`) becomes the HTTP response.
+//! WASM target groups (a Trellis extension) pass the request to a `wasi:http` component as HTTP
+//! and its response back ([`http_response`]); a preview-1 module in one gets the event.
 
 use bytes::Bytes;
 use http::header::{HeaderName, HeaderValue};
@@ -154,6 +156,18 @@ pub fn response(answer: &[u8]) -> Response<Body> {
         }
     }
     resp
+}
+
+/// A `wasi:http` component's response, as the data plane answers it.
+pub fn http_response(answer: http::Response<Bytes>) -> Response<Body> {
+    let (mut parts, body) = answer.into_parts();
+    // The body is whole: hyper frames it again.
+    parts.headers.remove(http::header::TRANSFER_ENCODING);
+    parts.headers.remove(http::header::CONNECTION);
+    Response::from_parts(
+        parts,
+        Full::new(body).map_err(|never| match never {}).boxed(),
+    )
 }
 
 /// Reads the request body within Lattice's limit.

@@ -212,7 +212,7 @@ impl DataPlane {
         client_upgrade: Option<hyper::upgrade::OnUpgrade>,
     ) -> Forwarded {
         let tg = &group.runtime;
-        if tg.kind == "LAMBDA" {
+        if tg.kind == "LAMBDA" || tg.kind == "WASM" {
             return (self.invoke_function(req, tg, resolved).await, None, None);
         }
         if tg.kind != "IP" && tg.kind != "INSTANCE" {
@@ -426,7 +426,9 @@ impl DataPlane {
 }
 
 impl DataPlane {
-    /// A LAMBDA target group: the request as a Lattice event to the group's function.
+    /// A LAMBDA target group: the request as a Lattice event to the group's function. A WASM
+    /// group (a Trellis extension) hands the request as HTTP to a `wasi:http` component
+    /// function, and sends a preview-1 module function the Lattice event as LAMBDA does.
     async fn invoke_function(
         &self,
         req: Request<Incoming>,
@@ -443,11 +445,28 @@ impl DataPlane {
             Ok(x) => x,
             Err(resp) => return resp,
         };
-        let event = super::lambda::event(&parts, &body, resolved, tg, &self.region);
         tg.metrics.requests.fetch_add(1, Ordering::Relaxed);
-        let call = self
-            .targets
-            .invoke(function, Bytes::from(event.to_string()));
+        let call = async {
+            if tg.kind == "WASM" {
+                let mut http_req = Request::new(body.clone());
+                *http_req.method_mut() = parts.method.clone();
+                *http_req.uri_mut() = parts.uri.clone();
+                *http_req.headers_mut() = parts.headers.clone();
+                match self.targets.invoke_http(function, http_req).await {
+                    Ok(answer) => return Ok(super::lambda::http_response(answer)),
+                    Err(e) if !trellis_functions::lambda::is_not_an_http_function(&e) => {
+                        return Err(e)
+                    }
+                    // A preview-1 module: the Lattice event, as LAMBDA groups send it.
+                    Err(_) => {}
+                }
+            }
+            let event = super::lambda::event(&parts, &body, resolved, tg, &self.region);
+            self.targets
+                .invoke(function, Bytes::from(event.to_string()))
+                .await
+                .map(|answer| super::lambda::response(&answer))
+        };
         let result = match resolved.policy.timeout_ms {
             Some(ms) => match tokio::time::timeout(Duration::from_millis(ms), call).await {
                 Ok(r) => r,
@@ -462,7 +481,7 @@ impl DataPlane {
             None => call.await,
         };
         match result {
-            Ok(answer) => super::lambda::response(&answer),
+            Ok(resp) => resp,
             Err(trellis_core::target::TargetError::NotFound(_)) => text(
                 StatusCode::BAD_GATEWAY,
                 "Bad Gateway: the function does not exist\n",

@@ -79,7 +79,9 @@ pub struct TargetGroupRuntime {
     pub id: String,
     pub arn: String,
     pub kind: String,
-    /// LAMBDA groups: the registered function ARNs and the event version (`V1`/`V2`).
+    /// LAMBDA and WASM groups: the registered function ARNs (a WASM group's function names are
+    /// made ARNs in the group's own partition, region and account) and the event version
+    /// (`V1`/`V2`).
     pub functions: Vec<String>,
     pub lambda_event_version: String,
     pub https: bool,
@@ -316,7 +318,7 @@ impl Runtimes {
                 };
                 (status, reason)
             }
-            None if g.kind == "LAMBDA" => ("UNAVAILABLE".into(), None),
+            None if g.kind == "LAMBDA" || g.kind == "WASM" => ("UNAVAILABLE".into(), None),
             None => ("UNAVAILABLE".into(), None),
         }
     }
@@ -394,21 +396,29 @@ fn build(
         })
         .collect();
     let arn = tg["arn"].as_str().unwrap_or_default().to_string();
+    let functions = if tg["type"] == "LAMBDA" || tg["type"] == "WASM" {
+        tg["targets"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|t| t["id"].as_str())
+            .map(|id| {
+                if tg["type"] == "WASM" {
+                    function_arn(id, &arn)
+                } else {
+                    id.to_string()
+                }
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
     TargetGroupRuntime {
         id: tg["id"].as_str().unwrap_or_default().to_string(),
         metrics: metrics.target_group(&arn),
         arn,
         kind: tg["type"].as_str().unwrap_or("IP").to_string(),
-        functions: if tg["type"] == "LAMBDA" {
-            tg["targets"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(|t| t["id"].as_str().map(str::to_string))
-                .collect()
-        } else {
-            Vec::new()
-        },
+        functions,
         lambda_event_version: config["lambdaEventStructureVersion"]
             .as_str()
             .unwrap_or("V1")
@@ -426,6 +436,24 @@ fn build(
         rr: AtomicUsize::new(fastrand::usize(..1024)),
         signature,
     }
+}
+
+/// A function target as the ARN it is registered under: an ARN stays as it is; a name (WASM
+/// groups take names too) becomes the function's ARN in the target group's partition, region
+/// and account.
+fn function_arn(id: &str, tg_arn: &str) -> String {
+    if id.starts_with("arn:") {
+        return id.to_string();
+    }
+    let mut parts = tg_arn.splitn(6, ':');
+    let (_, partition, _, region, account) = (
+        parts.next(),
+        parts.next().unwrap_or("aws"),
+        parts.next(),
+        parts.next().unwrap_or("us-east-1"),
+        parts.next().unwrap_or("000000000000"),
+    );
+    format!("arn:{partition}:lambda:{region}:{account}:function:{id}")
 }
 
 /// `200`, `200-299`, `200,204,301-302` to inclusive ranges.
@@ -463,6 +491,17 @@ mod tests {
             None,
             &super::super::metrics::Metrics::default(),
         )
+    }
+
+    #[test]
+    fn wasm_targets_may_be_function_names() {
+        let tg = "arn:aws:vpc-lattice:eu-west-1:123456789012:targetgroup/tg-0123456789abcdef0";
+        assert_eq!(
+            function_arn("hello", tg),
+            "arn:aws:lambda:eu-west-1:123456789012:function:hello"
+        );
+        let arn = "arn:aws:lambda:us-east-1:000000000000:function:f:live";
+        assert_eq!(function_arn(arn, tg), arn);
     }
 
     #[test]

@@ -62,7 +62,9 @@ pub fn create(state: &mut State, ctx: &Ctx<'_>, input: &Value) -> Result<Value, 
             config["healthCheck"] = health_check_defaults(protocol, c.get("healthCheck"));
             config
         }
-        "LAMBDA" => {
+        // WASM (a Trellis extension) takes functions as LAMBDA does; the event version is what
+        // a preview-1 module function in the group receives.
+        "LAMBDA" | "WASM" => {
             let mut config = input.get("config").cloned().unwrap_or_else(|| json!({}));
             if config["lambdaEventStructureVersion"].is_null() {
                 config["lambdaEventStructureVersion"] = "V1".into();
@@ -225,6 +227,9 @@ pub fn register(state: &mut State, input: &Value) -> Result<Value, ApiError> {
                 Some(format!("target id {tid} is not an IP address"))
             }
             "IP" | "INSTANCE" if port.is_none() => Some("target port is required".to_string()),
+            "WASM" if !is_function_target(tid) => Some(format!(
+                "target id {tid} is not a function name or function ARN"
+            )),
             _ => None,
         };
         if let Some(message) = problem {
@@ -243,6 +248,26 @@ pub fn register(state: &mut State, input: &Value) -> Result<Value, ApiError> {
     record["targets"] = Value::Array(targets);
     touch(record);
     Ok(json!({"successful": successful, "unsuccessful": unsuccessful}))
+}
+
+/// A function name (`my-function`) or ARN (`arn:aws:lambda:…:function:my-function[:qualifier]`).
+fn is_function_target(id: &str) -> bool {
+    let name_ok = |n: &str| {
+        !n.is_empty()
+            && n.len() <= 64
+            && n.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    };
+    match id.strip_prefix("arn:") {
+        None => name_ok(id),
+        Some(rest) => {
+            let parts: Vec<&str> = rest.split(':').collect();
+            matches!(parts.len(), 6 | 7)
+                && parts[1] == "lambda"
+                && parts[4] == "function"
+                && name_ok(parts[5])
+        }
+    }
 }
 
 pub fn deregister(state: &mut State, input: &Value) -> Result<Value, ApiError> {

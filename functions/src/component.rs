@@ -1,0 +1,483 @@
+//! WebAssembly components exporting `wasi:http/incoming-handler` (what `componentize-py`,
+//! `jco` or `cargo component` build for the `wasi:http/proxy` world): an HTTP request goes in,
+//! an HTTP response comes out, no event translation.
+//!
+//! They share the rules of preview-1 modules (see [`crate::wasm`]): the process's one engine
+//! (pooling allocator, epoch ticker), a [`ProxyPre`] compiled and linked once per component file,
+//! a fresh [`Store`] per request with linear memory capped at the function's `MemorySize` and
+//! an epoch deadline at its timeout. The guest gets WASI preview 2 with no preopened
+//! directories, no sockets, no name lookups and only the function's own environment variables;
+//! its stdout and stderr are the function's log. Outgoing `wasi:http` requests are refused
+//! (`HTTP-request-denied`) unless the function's environment variable
+//! [`OUTGOING_HTTP_VARIABLE`] lists the host (or `*`).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use wasmtime::component::{Component, Linker, ResourceTable};
+use wasmtime::{Store, Trap};
+use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
+use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+use wasmtime_wasi_http::p2::bindings::http::types::{ErrorCode, Scheme};
+use wasmtime_wasi_http::p2::bindings::sync::ProxyPre;
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
+
+use crate::wasm::{describe, MemoryCap, MAX_WASM32_MEMORY, TICK};
+
+/// The function environment variable that grants outgoing HTTP: a comma-separated list of
+/// host names (`api.example.com,localhost:8080`) or `*` for any host.
+pub const OUTGOING_HTTP_VARIABLE: &str = "TRELLIS_WASI_HTTP_OUTGOING";
+/// How much of stdout and stderr one request keeps.
+const LOG_CAPACITY: usize = 1 << 20;
+/// The interface a component must export.
+pub const HANDLER_INTERFACE: &str = "wasi:http/incoming-handler";
+
+/// Whether `bytes` is a component rather than a core module: the binary header's layer field
+/// (bytes 6 and 7) is 1 for components, 0 for modules.
+pub fn is_component(bytes: &[u8]) -> bool {
+    bytes.len() >= 8 && bytes[..4] == *b"\0asm" && bytes[6..8] == [1, 0]
+}
+
+/// A component compiled and linked against WASI preview 2 and `wasi:http`, ready to
+/// instantiate once per request.
+pub struct HttpComponent {
+    pre: ProxyPre<State>,
+}
+
+struct State {
+    wasi: WasiCtx,
+    http: WasiHttpCtx,
+    hooks: Hooks,
+    table: ResourceTable,
+    limits: MemoryCap,
+}
+
+/// What the guest may do beyond answering: outgoing HTTP only to the granted hosts.
+struct Hooks {
+    outgoing: Vec<String>,
+}
+
+impl WasiView for State {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl WasiHttpView for State {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: &mut self.hooks,
+        }
+    }
+}
+
+impl Hooks {
+    fn allows(&self, authority: Option<&http::uri::Authority>) -> bool {
+        let Some(authority) = authority else {
+            return false;
+        };
+        self.outgoing.iter().any(|granted| {
+            granted == "*"
+                || granted.eq_ignore_ascii_case(authority.as_str())
+                || granted.eq_ignore_ascii_case(authority.host())
+        })
+    }
+}
+
+impl WasiHttpHooks for Hooks {
+    fn send_request(
+        &mut self,
+        request: http::Request<wasmtime_wasi_http::WasiBody>,
+        options: Option<wasmtime_wasi_http::RequestOptions>,
+        fut: Box<dyn std::future::Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>,
+    ) -> Box<
+        dyn std::future::Future<
+                Output = Result<
+                    (
+                        http::Response<wasmtime_wasi_http::WasiBody>,
+                        Box<
+                            dyn std::future::Future<Output = Result<(), wasmtime_wasi_http::Error>>
+                                + Send,
+                        >,
+                    ),
+                    wasmtime_wasi_http::Error,
+                >,
+            > + Send,
+    > {
+        drop(fut);
+        if !self.allows(request.uri().authority()) {
+            tracing::debug!(uri = %request.uri(), "outgoing HTTP from a wasm function refused");
+            return Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) });
+        }
+        Box::new(async move {
+            let (res, io) = wasmtime_wasi_http::default_send_request(request, options).await?;
+            Ok((
+                res.map(BodyExt::boxed_unsync),
+                Box::new(io)
+                    as Box<
+                        dyn std::future::Future<Output = Result<(), wasmtime_wasi_http::Error>>
+                            + Send,
+                    >,
+            ))
+        })
+    }
+}
+
+/// The linker every component is linked with: WASI preview 2 (sync bindings, run on a
+/// blocking thread) and `wasi:http`.
+fn linker() -> &'static Linker<State> {
+    static LINKER: std::sync::OnceLock<Linker<State>> = std::sync::OnceLock::new();
+    LINKER.get_or_init(|| {
+        let mut linker = Linker::new(crate::wasm::engine());
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker).expect("WASI preview 2 links");
+        wasmtime_wasi_http::p2::add_only_http_to_linker_sync(&mut linker).expect("wasi:http links");
+        linker
+    })
+}
+
+/// Compiles and links a component, checking that it exports `wasi:http/incoming-handler`.
+/// The error says what is wrong, for `InvalidParameterValueException`.
+pub fn compile(bytes: &[u8], name: &str) -> Result<HttpComponent, String> {
+    let component = Component::from_binary(crate::wasm::engine(), bytes).map_err(|e| {
+        format!(
+            "{name} is not a valid WebAssembly component: {}",
+            describe(&e)
+        )
+    })?;
+    let exports_handler = component
+        .component_type()
+        .exports(crate::wasm::engine())
+        .any(|(export, _)| export.starts_with(&format!("{HANDLER_INTERFACE}@0.2.")));
+    if !exports_handler {
+        return Err(format!(
+            "{name} is a component but does not export {HANDLER_INTERFACE}@0.2.x (build it for the wasi:http/proxy world)"
+        ));
+    }
+    let pre = linker().instantiate_pre(&component).map_err(|e| {
+        format!(
+            "{name} cannot be linked (only WASI 0.2 and wasi:http 0.2 imports are provided): {}",
+            describe(&e)
+        )
+    })?;
+    let pre = ProxyPre::new(pre).map_err(|e| {
+        format!(
+            "{name} does not export {HANDLER_INTERFACE} as wasi:http 0.2 defines it: {}",
+            describe(&e)
+        )
+    })?;
+    Ok(HttpComponent { pre })
+}
+
+/// What one request needs beyond the component.
+pub struct HttpCall<'a> {
+    pub request: http::Request<Bytes>,
+    pub memory_mb: u64,
+    pub timeout: Duration,
+    pub variables: &'a [(String, String)],
+    /// The largest response body taken.
+    pub max_response: usize,
+}
+
+/// How a request ended.
+pub enum HttpEnded {
+    /// The guest set a response and wrote its body.
+    Response(http::Response<Bytes>),
+    /// The guest set an error code instead of a response.
+    ErrorCode(String),
+    /// The handler returned without setting a response.
+    NoResponse,
+    /// A trap (or a host error): the message.
+    Trap(String),
+    /// Memory growth was denied and the guest then died.
+    OutOfMemory(String),
+    TimedOut,
+    TooLarge(usize),
+}
+
+/// The result of [`HttpComponent::handle`].
+pub struct HttpRun {
+    pub ended: HttpEnded,
+    /// What the guest wrote to stdout and stderr.
+    pub log: Bytes,
+    /// Creating the store and instantiating the component; `None` when it never finished.
+    pub instantiate: Option<Duration>,
+    /// Peak linear memory, in bytes.
+    pub memory_used: usize,
+}
+
+/// How the guest's part ended, on its blocking thread.
+struct GuestDone {
+    result: wasmtime::Result<()>,
+    instantiate: Duration,
+    denied: bool,
+    peak: usize,
+}
+
+type Outparam = Result<hyper::Response<wasmtime_wasi_http::p2::body::HyperOutgoingBody>, ErrorCode>;
+
+impl HttpComponent {
+    /// Instantiates the component in a fresh store and hands it `call.request`; the guest runs
+    /// on a blocking thread while this task takes its response. The whole body is buffered.
+    pub async fn handle(self: &Arc<Self>, call: HttpCall<'_>) -> HttpRun {
+        let started = Instant::now();
+        let log = MemoryOutputPipe::new(LOG_CAPACITY);
+        let wasi = WasiCtxBuilder::new()
+            .stdout(log.clone())
+            .stderr(log.clone())
+            .envs(call.variables)
+            .build();
+        let outgoing = call
+            .variables
+            .iter()
+            .find(|(k, _)| k == OUTGOING_HTTP_VARIABLE)
+            .map(|(_, v)| {
+                v.split(',')
+                    .map(|h| h.trim().to_string())
+                    .filter(|h| !h.is_empty())
+                    .collect()
+            })
+            .unwrap_or_default();
+        let max_bytes = (call.memory_mb << 20).min(MAX_WASM32_MEMORY) as usize;
+        let mut store = Store::new(
+            self.pre.engine(),
+            State {
+                wasi,
+                http: WasiHttpCtx::new(),
+                hooks: Hooks { outgoing },
+                table: ResourceTable::new(),
+                limits: MemoryCap::new(max_bytes),
+            },
+        );
+        store.limiter(|s| &mut s.limits);
+        let ticks = call.timeout.as_nanos().div_ceil(TICK.as_nanos()).max(1) as u64;
+        store.set_epoch_deadline(ticks);
+
+        let mut request = call.request;
+        if request.uri().authority().is_none()
+            && !request.headers().contains_key(http::header::HOST)
+        {
+            request.headers_mut().insert(
+                http::header::HOST,
+                http::HeaderValue::from_static("localhost"),
+            );
+        }
+        let request = request
+            .map(|b| Full::new(b).map_err(|never| -> wasmtime_wasi_http::Error { match never {} }));
+        let (tx, rx) = tokio::sync::oneshot::channel::<Outparam>();
+        let setup = || -> wasmtime::Result<_> {
+            let req = store
+                .data_mut()
+                .http()
+                .new_incoming_request(Scheme::Http, request)?;
+            let out = store.data_mut().http().new_response_outparam(tx)?;
+            Ok((req, out))
+        };
+        let (req, out) = match setup() {
+            Ok(x) => x,
+            Err(e) => {
+                return HttpRun {
+                    ended: HttpEnded::Trap(describe(&e)),
+                    log: Bytes::new(),
+                    instantiate: None,
+                    memory_used: 0,
+                }
+            }
+        };
+        let pre = self.pre.clone();
+        let guest = tokio::task::spawn_blocking(move || {
+            let result = pre.instantiate(&mut store);
+            let instantiate = started.elapsed();
+            let result = result.and_then(|proxy| {
+                proxy
+                    .wasi_http_incoming_handler()
+                    .call_handle(&mut store, req, out)
+            });
+            let limits = &store.data().limits;
+            GuestDone {
+                result,
+                instantiate,
+                denied: limits.denied,
+                peak: limits.peak,
+            }
+        });
+
+        // The deadline stops guest code; this also bounds a guest blocked in a host call.
+        let deadline = tokio::time::Instant::from_std(started) + call.timeout + TICK * 40;
+        let answer = async {
+            let Ok(set) = rx.await else {
+                // The store (and so the outparam) is gone: the guest's end says why.
+                return None;
+            };
+            Some(match set {
+                Ok(resp) => {
+                    let (parts, body) = resp.into_parts();
+                    match Limited::new(body, call.max_response).collect().await {
+                        Ok(b) => {
+                            HttpEnded::Response(http::Response::from_parts(parts, b.to_bytes()))
+                        }
+                        Err(e) => {
+                            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                                .is_some()
+                            {
+                                HttpEnded::TooLarge(call.max_response + 1)
+                            } else {
+                                // The guest died mid-body; its end says why.
+                                HttpEnded::Trap(format!("the response body failed: {e}"))
+                            }
+                        }
+                    }
+                }
+                Err(code) => HttpEnded::ErrorCode(format!("{code:?}")),
+            })
+        };
+        let answered = match tokio::time::timeout_at(deadline, answer).await {
+            Ok(a) => a,
+            Err(_) => Some(HttpEnded::TimedOut),
+        };
+        let timed_out = matches!(answered, Some(HttpEnded::TimedOut));
+        let done = if timed_out {
+            None
+        } else {
+            match tokio::time::timeout_at(deadline, guest).await {
+                Ok(Ok(done)) => Some(done),
+                Ok(Err(e)) => Some(GuestDone {
+                    result: Err(wasmtime::Error::msg(e.to_string())),
+                    instantiate: started.elapsed(),
+                    denied: false,
+                    peak: 0,
+                }),
+                Err(_) => None,
+            }
+        };
+        let Some(done) = done else {
+            return HttpRun {
+                ended: match answered {
+                    Some(HttpEnded::Response(r)) => HttpEnded::Response(r),
+                    _ => HttpEnded::TimedOut,
+                },
+                log: log.contents(),
+                instantiate: None,
+                memory_used: 0,
+            };
+        };
+        let failure = match done.result {
+            Ok(()) => None,
+            Err(e) if e.downcast_ref::<Trap>() == Some(&Trap::Interrupt) => {
+                Some(HttpEnded::TimedOut)
+            }
+            Err(e) if done.denied => Some(HttpEnded::OutOfMemory(describe(&e))),
+            Err(e) => Some(HttpEnded::Trap(describe(&e))),
+        };
+        let ended = match (answered, failure) {
+            // A complete response stands even if the guest failed after sending it.
+            (Some(HttpEnded::Response(r)), Some(f)) => {
+                if let HttpEnded::Trap(m) | HttpEnded::OutOfMemory(m) = &f {
+                    tracing::warn!("a wasm function failed after answering: {m}");
+                }
+                HttpEnded::Response(r)
+            }
+            (Some(HttpEnded::Trap(_)), Some(f)) => f,
+            (Some(a), _) => a,
+            (None, Some(f)) => f,
+            (None, None) => HttpEnded::NoResponse,
+        };
+        HttpRun {
+            ended,
+            log: log.contents(),
+            instantiate: Some(done.instantiate),
+            memory_used: done.peak,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FIXTURE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/wasm/http.wat");
+
+    /// The `http.wat` component, with `before` in place of its `;; BEFORE` line.
+    fn component(before: &str) -> Vec<u8> {
+        let text = std::fs::read_to_string(FIXTURE).unwrap();
+        assert!(text.contains(";; BEFORE"));
+        wat::parse_str(text.replace(";; BEFORE", before)).unwrap()
+    }
+
+    async fn handle(bytes: &[u8], timeout_ms: u64) -> HttpRun {
+        let c = Arc::new(compile(bytes, "http.wasm").unwrap());
+        let request = http::Request::builder()
+            .method("POST")
+            .uri("/x?y=1")
+            .header("x-a", "1")
+            .body(Bytes::from_static(b"hello"))
+            .unwrap();
+        c.handle(HttpCall {
+            request,
+            memory_mb: 128,
+            timeout: Duration::from_millis(timeout_ms),
+            variables: &[],
+            max_response: 1 << 20,
+        })
+        .await
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_component_answers_http() {
+        let bytes = component("");
+        assert!(is_component(&bytes));
+        let run = handle(&bytes, 1000).await;
+        let HttpEnded::Response(r) = run.ended else {
+            panic!("no response")
+        };
+        assert_eq!(r.status(), 202);
+        assert!(r.body().is_empty());
+        assert!(run.instantiate.is_some());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn loops_traps_and_missing_responses_are_reported() {
+        let started = Instant::now();
+        let run = handle(&component("(loop $l (br $l))"), 100).await;
+        assert!(matches!(run.ended, HttpEnded::TimedOut));
+        assert!(started.elapsed() < Duration::from_secs(2));
+        let HttpEnded::Trap(message) = handle(&component("unreachable"), 1000).await.ended else {
+            panic!("no trap")
+        };
+        assert!(message.contains("unreachable"), "{message}");
+        let run = handle(&component("(return)"), 1000).await;
+        assert!(matches!(run.ended, HttpEnded::NoResponse));
+    }
+
+    #[test]
+    fn bad_components_are_refused_with_the_reason() {
+        let empty = wat::parse_str("(component)").unwrap();
+        assert!(is_component(&empty));
+        let e = compile(&empty, "f.wasm").err().unwrap();
+        assert!(
+            e.contains("does not export wasi:http/incoming-handler"),
+            "{e}"
+        );
+        let e = compile(b"\0asm\x0d\0\x01\0\x99", "f.wasm").err().unwrap();
+        assert!(
+            e.starts_with("f.wasm is not a valid WebAssembly component"),
+            "{e}"
+        );
+        let module = wat::parse_str("(module)").unwrap();
+        assert!(!is_component(&module));
+        // A component importing what the host does not provide cannot be linked.
+        let text = std::fs::read_to_string(FIXTURE)
+            .unwrap()
+            .replace("wasi:http/types@0.2.0", "acme:http/types@1.0.0");
+        let e = compile(&wat::parse_str(text).unwrap(), "f.wasm")
+            .err()
+            .unwrap();
+        assert!(e.contains("cannot be linked"), "{e}");
+    }
+}
