@@ -529,6 +529,76 @@ async fn functions_survive_a_restart() {
     assert_eq!(version, "1");
 }
 
+/// An `Event` invocation answered 202 is in the store: killed with `kill -9` while it runs, it
+/// runs again after the restart and reaches its on-success destination.
+#[tokio::test]
+async fn accepted_async_invocations_survive_kill_9() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut t = Trellis::start(dir.path(), &[]);
+    let c = lambda(&t);
+    create(&c, "slow", 10, &[]).await;
+    create(&c, "done", 5, &[]).await;
+    c.put_function_event_invoke_config()
+        .function_name("slow")
+        .destination_config(
+            DestinationConfig::builder()
+                .on_success(
+                    aws_sdk_lambda::types::OnSuccess::builder()
+                        .destination("arn:aws:lambda:us-east-1:000000000000:function:done")
+                        .build(),
+                )
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let trace = dir.path().join("trace");
+    let out = c
+        .invoke()
+        .function_name("slow")
+        .invocation_type(InvocationType::Event)
+        .payload(Blob::new(
+            json!({"write": trace.display().to_string(), "sleep_ms": 3000}).to_string(),
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(out.status_code(), 202);
+    // The function has started (it writes before it sleeps): kill Trellis mid-invocation.
+    let lines = || std::fs::read_to_string(&trace).unwrap_or_default();
+    assert!(
+        eventually(Duration::from_secs(15), || async {
+            lines().contains("slow")
+        })
+        .await,
+        "never started: {:?}",
+        lines()
+    );
+    t.kill9();
+    assert!(
+        !lines().contains("done"),
+        "finished before the kill: {:?}",
+        lines()
+    );
+
+    let _t = Trellis::start(dir.path(), &[]);
+    assert!(
+        eventually(Duration::from_secs(30), || async {
+            lines().contains("done")
+        })
+        .await,
+        "not run again after the restart: {:?}",
+        lines()
+    );
+    // Run again from the start (at least once), then its destination.
+    assert_eq!(
+        lines().lines().filter(|l| *l == "slow").count(),
+        2,
+        "{:?}",
+        lines()
+    );
+}
+
 #[tokio::test]
 async fn workers_do_not_outlive_trellis() {
     let dir = tempfile::tempdir().unwrap();

@@ -25,6 +25,9 @@ use crate::worker::{Invocation, Outcome, Spec};
 
 /// The store kind of function documents.
 pub const KIND: &str = "lambda-function";
+/// Store kind of an accepted `Event` invocation not yet finished (removed when it is): what
+/// makes a `202` survive a crash.
+pub const KIND_ASYNC: &str = "lambda-async";
 /// Largest synchronous request and response payload.
 pub const MAX_SYNC_PAYLOAD: usize = 6 * 1024 * 1024;
 /// Largest asynchronous (`Event`) payload.
@@ -58,6 +61,8 @@ struct Inner {
     functions: Mutex<HashMap<String, Value>>,
     pools: Mutex<HashMap<String, Arc<Pool>>>,
     write_lock: tokio::sync::Mutex<()>,
+    /// Group commit of accepted asynchronous invocations and their completion.
+    commits: trellis_store::GroupCommit,
 }
 
 /// What a caller passes besides the payload.
@@ -67,6 +72,40 @@ pub struct InvokeOptions {
     /// Base64 JSON, as `X-Amz-Client-Context` carries it.
     pub client_context: Option<String>,
     pub tail: bool,
+}
+
+/// An accepted `Event` invocation, as stored until it has run.
+struct AsyncRecord {
+    function: String,
+    payload: Bytes,
+    opts: InvokeOptions,
+    received_ms: u64,
+}
+
+impl AsyncRecord {
+    fn to_doc(&self) -> Value {
+        json!({
+            "function": self.function,
+            // Checked to be JSON (so UTF-8) before it was accepted.
+            "payload": String::from_utf8_lossy(&self.payload),
+            "qualifier": self.opts.qualifier,
+            "clientContext": self.opts.client_context,
+            "receivedMs": self.received_ms,
+        })
+    }
+
+    fn from_doc(doc: &Value) -> Option<Self> {
+        Some(AsyncRecord {
+            function: doc["function"].as_str()?.to_string(),
+            payload: Bytes::from(doc["payload"].as_str()?.to_string()),
+            opts: InvokeOptions {
+                qualifier: doc["qualifier"].as_str().map(str::to_string),
+                client_context: doc["clientContext"].as_str().map(str::to_string),
+                tail: false,
+            },
+            received_ms: doc["receivedMs"].as_u64()?,
+        })
+    }
 }
 
 /// A finished synchronous invocation.
@@ -144,6 +183,8 @@ impl Lambda {
         for (id, doc) in store.list(KIND).await? {
             functions.insert(id, doc);
         }
+        let pending = store.list(KIND_ASYNC).await?;
+        let commits = trellis_store::GroupCommit::start(store.clone(), "lambda");
         let inner = Arc::new(Inner {
             model: lambda_model(),
             arn,
@@ -156,6 +197,7 @@ impl Lambda {
             functions: Mutex::new(functions),
             pools: Mutex::new(HashMap::new()),
             write_lock: tokio::sync::Mutex::new(()),
+            commits,
         });
         let docs: Vec<(String, Value)> = crate::lock(&inner.functions)
             .iter()
@@ -163,6 +205,19 @@ impl Lambda {
             .collect();
         for (name, doc) in docs {
             inner.register_targets(&name, &doc);
+        }
+        // Asynchronous invocations accepted before a stop or crash run again (at least once).
+        if !pending.is_empty() {
+            tracing::info!(
+                count = pending.len(),
+                "resuming accepted asynchronous invocations"
+            );
+        }
+        for (id, record) in pending {
+            match AsyncRecord::from_doc(&record) {
+                Some(r) => inner.clone().spawn_async(id, r),
+                None => tracing::error!(record = %id, "unreadable asynchronous invocation record"),
+            }
         }
         let weak = Arc::downgrade(&inner);
         tokio::spawn(async move {
@@ -288,8 +343,20 @@ impl Lambda {
             "Event" => {
                 let (name, q) = inner.resolve_name(&function, opts.qualifier.as_deref())?;
                 inner.pick_version(&name, q.as_deref())?;
-                let inner = inner.clone();
-                tokio::spawn(async move { inner.invoke_async(function, payload, opts).await });
+                // Durable before the 202: a crash after it runs the invocation at the next start.
+                let record = AsyncRecord {
+                    function,
+                    payload,
+                    opts,
+                    received_ms: trellis_core::clock::now_millis(),
+                };
+                let id = format!("{:013}-{}", record.received_ms, new_uuid());
+                inner
+                    .commits
+                    .commit(vec![Write::put(KIND_ASYNC, &id, record.to_doc())])
+                    .await
+                    .map_err(ApiError::internal)?;
+                inner.clone().spawn_async(id, record);
                 Ok(json!({"StatusCode": 202}))
             }
             _ => {
@@ -1212,9 +1279,27 @@ impl Inner {
         }
     }
 
+    /// Runs an accepted `Event` invocation, then forgets its record.
+    fn spawn_async(self: Arc<Self>, id: String, r: AsyncRecord) {
+        tokio::spawn(async move {
+            self.clone()
+                .invoke_async(r.function, r.payload, r.opts, r.received_ms)
+                .await;
+            self.commits
+                .commit_later(vec![Write::delete(KIND_ASYNC, &id)]);
+        });
+    }
+
     /// An `Event` invocation: retried per the function's event invoke config (two retries by
-    /// default, 1 s then 2 s apart), then sent to its on-success or on-failure destination.
-    async fn invoke_async(self: Arc<Self>, function: String, payload: Bytes, opts: InvokeOptions) {
+    /// default, 1 s then 2 s apart) while younger than its maximum age (counted from when it
+    /// was accepted), then sent to its on-success or on-failure destination.
+    async fn invoke_async(
+        self: Arc<Self>,
+        function: String,
+        payload: Bytes,
+        opts: InvokeOptions,
+        received_ms: u64,
+    ) {
         let Ok((name, q)) = self.resolve_name(&function, opts.qualifier.as_deref()) else {
             return;
         };
@@ -1229,7 +1314,6 @@ impl Inner {
                 .as_u64()
                 .unwrap_or(21_600),
         );
-        let started = tokio::time::Instant::now();
         let opts = InvokeOptions {
             tail: false,
             ..opts
@@ -1252,7 +1336,10 @@ impl Inner {
                 break (r, "RetriesExhausted");
             }
             let wait = Duration::from_secs(attempts);
-            if started.elapsed() + wait > max_age {
+            let age = Duration::from_millis(
+                trellis_core::clock::now_millis().saturating_sub(received_ms),
+            );
+            if age + wait > max_age {
                 break (r, "EventAgeExceeded");
             }
             tokio::time::sleep(wait).await;
