@@ -489,59 +489,42 @@ impl<'a> Tokenizer<'a> {
     /// Leaves the innermost open object without reading the rest of it, for text already known
     /// to be valid JSON: the next token is whatever follows its closing brace.
     pub(crate) fn leave_object_unchecked(&mut self) {
-        let src = self.src;
-        let mut i = self.pos;
-        let mut depth = 0usize;
-        while i < src.len() {
-            match src[i] {
-                b'"' => {
-                    i = skip_string_unchecked(src, i + 1);
-                    continue;
-                }
-                b'{' | b'[' => depth += 1,
-                b'}' | b']' => {
-                    if depth == 0 {
-                        i += 1;
-                        break;
-                    }
-                    depth -= 1;
-                }
-                _ => {}
-            }
-            i += 1;
-        }
-        self.pos = i;
+        self.pos = skip_past_close(self.src, self.pos);
         self.stack.pop();
         self.after_value();
     }
 }
 
+/// Just past the bracket that closes the container `i` is inside of, in valid JSON.
+fn skip_past_close(src: &[u8], mut i: usize) -> usize {
+    let mut depth = 0usize;
+    while i < src.len() {
+        match src[i] {
+            b'"' => {
+                i = skip_string_unchecked(src, i + 1);
+                continue;
+            }
+            b'{' | b'[' => depth += 1,
+            b'}' | b']' => {
+                if depth == 0 {
+                    return i + 1;
+                }
+                depth -= 1;
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    i
+}
+
 /// The end of the value starting at `i` in valid JSON.
-fn skip_unchecked(src: &[u8], mut i: usize) -> usize {
+fn skip_unchecked(src: &[u8], i: usize) -> usize {
     match src.get(i) {
         Some(b'"') => skip_string_unchecked(src, i + 1),
-        Some(b'{' | b'[') => {
-            let mut depth = 0usize;
-            while i < src.len() {
-                match src[i] {
-                    b'"' => {
-                        i = skip_string_unchecked(src, i + 1);
-                        continue;
-                    }
-                    b'{' | b'[' => depth += 1,
-                    b'}' | b']' => {
-                        depth -= 1;
-                        if depth == 0 {
-                            return i + 1;
-                        }
-                    }
-                    _ => {}
-                }
-                i += 1;
-            }
-            i
-        }
+        Some(b'{' | b'[') => skip_past_close(src, i + 1),
         _ => {
+            let mut i = i;
             while i < src.len()
                 && !matches!(src[i], b',' | b'}' | b']' | b' ' | b'\t' | b'\n' | b'\r')
             {
