@@ -1460,29 +1460,8 @@ async fn send_body(
     headers: &[(&str, &str)],
     body: &str,
 ) -> Reply {
-    use http_body_util::{BodyExt, Full};
-    let mut b = http::Request::builder()
-        .method(method)
-        .uri(format!("http://{}{path}", t.listen))
-        .header(http::header::HOST, host);
-    for (k, v) in headers {
-        b = b.header(*k, *v);
-    }
-    let resp = http_client()
-        .request(
-            b.body(Full::new(bytes::Bytes::from(body.to_string())))
-                .unwrap(),
-        )
-        .await
-        .expect("data plane answers");
-    let status = resp.status().as_u16();
-    let headers = resp.headers().clone();
-    let body = resp.into_body().collect().await.unwrap().to_bytes();
-    Reply {
-        status,
-        headers,
-        body,
-    }
+    let body = bytes::Bytes::from(body.to_string());
+    send_with_body(&http_client(), t.listen, method, host, path, headers, body).await
 }
 
 /// A Lattice service whose listener forwards to a new target group of type `WASM` holding

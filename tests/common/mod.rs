@@ -263,6 +263,22 @@ pub async fn send(
     path: &str,
     headers: &[(&str, &str)],
 ) -> Reply {
+    send_with_body(client, addr, method, host, path, headers, Bytes::new()).await
+}
+
+/// [`send`] with a request body.
+pub async fn send_with_body(
+    client: &hyper_util::client::legacy::Client<
+        hyper_util::client::legacy::connect::HttpConnector,
+        Full<Bytes>,
+    >,
+    addr: SocketAddr,
+    method: &str,
+    host: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Bytes,
+) -> Reply {
     let mut b = http::Request::builder()
         .method(method)
         .uri(format!("http://{addr}{path}"))
@@ -271,7 +287,7 @@ pub async fn send(
         b = b.header(*k, *v);
     }
     let resp = client
-        .request(b.body(Full::new(Bytes::new())).unwrap())
+        .request(b.body(Full::new(body)).unwrap())
         .await
         .expect("data plane answers");
     let status = resp.status().as_u16();
