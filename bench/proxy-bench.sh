@@ -3,27 +3,42 @@
 # ../shared/bench/proxy-bench.sh (loopback only, every run bounded in time).
 #   bench/proxy-bench.sh [extra proxy-bench.sh options, e.g. -d 10 -r 3]
 # Needs: nginx-light haproxy wrk (Debian), a release build (cargo build --release).
+# Environment: TRELLIS_BIN (default $CARGO_TARGET_DIR or target/, then release/trellis);
+# TRELLIS_BASELINE=/path/to/another/trellis adds it as target `trellis-baseline` (on :18091) in
+# the same interleaved run, to compare two builds under the same load.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 shared=${SHARED_BENCH:-$here/../../shared/bench}
-bin=$here/../target/release/trellis
-[ -x "$bin" ] || { echo "build first: cargo build --release" >&2; exit 2; }
+bin=${TRELLIS_BIN:-${CARGO_TARGET_DIR:-$here/../target}/release/trellis}
+[ -x "$bin" ] || { echo "build first: cargo build --release (or set TRELLIS_BIN)" >&2; exit 2; }
 
 "$shared/peers/peers.sh" start http >&2 || true  # non-zero when an optional peer (caddy) is missing
 data=$(mktemp -d)
-"$bin" serve --config "$here/proxy-bench.json" --data-dir "$data" \
-    --api 127.0.0.1:0 --listen 127.0.0.1:18090 --listen-tls 127.0.0.1:0 > "$data/ready" 2>"$data/log" &
-tpid=$!
+pids=()
 # The peers stay up (other benchmarks may be using them); `../shared/bench/peers/peers.sh stop`.
-trap 'kill $tpid 2>/dev/null; rm -rf "$data"' EXIT
-for _ in $(seq 50); do grep -q ready "$data/ready" 2>/dev/null && break; sleep 0.1; done
-echo "trellis: $(cat "$data/ready") pid $tpid, RSS idle $(ps -o rss= -p $tpid) KiB" >&2
+trap 'kill "${pids[@]}" 2>/dev/null; rm -rf "$data"' EXIT
+start_trellis() { # name binary port
+    mkdir -p "$data/$1"
+    "$2" serve --config "$here/proxy-bench.json" --data-dir "$data/$1" \
+        --api 127.0.0.1:0 --listen "127.0.0.1:$3" --listen-tls 127.0.0.1:0 > "$data/$1/ready" 2>"$data/$1/log" &
+    pids+=($!)
+    for _ in $(seq 50); do grep -q ready "$data/$1/ready" 2>/dev/null && break; sleep 0.1; done
+    echo "$1: $(cat "$data/$1/ready") pid $!, RSS idle $(ps -o rss= -p $!) KiB" >&2
+}
+start_trellis trellis "$bin" 18090
+tpid=${pids[0]}
+extra_p=() extra_h=() extra_t=()
+if [ -n "${TRELLIS_BASELINE:-}" ]; then
+    start_trellis trellis-baseline "$TRELLIS_BASELINE" 18091
+    extra_p=(-P trellis-baseline="${pids[1]}") extra_h=(-H trellis-baseline=bench.trellis.internal)
+    extra_t=(trellis-baseline=http://127.0.0.1:18091/)
+fi
 
 P=${BENCH_RUN:-/tmp/proxybench/run}/pids
 "$shared/proxy-bench.sh" "$@" \
   -P direct="$(cat "$P/upstream-nginx.pid")" -P nginx="$(cat "$P/nginx-proxy.pid")" \
   -P haproxy="$(cat "$P/haproxy.pid")" -P trellis=$tpid \
-  -H trellis=bench.trellis.internal \
+  -H trellis=bench.trellis.internal "${extra_p[@]}" "${extra_h[@]}" \
   direct=http://127.0.0.1:18080/ nginx=http://127.0.0.1:18081/ \
-  haproxy=http://127.0.0.1:18082/ trellis=http://127.0.0.1:18090/
+  haproxy=http://127.0.0.1:18082/ trellis=http://127.0.0.1:18090/ "${extra_t[@]}"
 echo "trellis RSS after load: $(ps -o rss= -p $tpid) KiB" >&2

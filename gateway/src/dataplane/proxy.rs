@@ -510,8 +510,7 @@ async fn send_upstream(
 ) -> Result<Response<Body>, BoxError> {
     let http1 = tg.version == UpVersion::Http1;
     if http1 && !tg.https {
-        let resp = super::h1_pool::send(ep.addr, req).await?;
-        return Ok(resp.map(|b| b.map_err(Into::into).boxed()));
+        return super::h1_pool::send(ep.addr, req).await;
     }
     let call = super::Upstreams::with(|u| match (tg.https, http1) {
         (false, _) => u.h2.request(req),
