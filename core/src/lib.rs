@@ -9,6 +9,7 @@ pub mod clock;
 pub mod error;
 pub mod hash;
 pub mod id;
+pub mod json_line;
 pub mod model;
 pub mod target;
 

@@ -19,13 +19,12 @@ use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use serde_json::{json, Map, Value};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 
 use crate::metrics::Counters;
 use crate::origin::{Body, BoxError, Dialed, Failure, Origin};
-use crate::proxy::{access_log_on, log_access};
+use crate::proxy::{access_log_on, log_access, Identity};
 use crate::EndpointSpec;
 
 /// Serves one client connection until it closes or the endpoint is deleted and drained.
@@ -33,7 +32,7 @@ pub(crate) async fn serve(
     client: TcpStream,
     spec: &EndpointSpec,
     origin: Arc<Origin>,
-    identity: Arc<Map<String, Value>>,
+    identity: Arc<Identity>,
     mut kill: watch::Receiver<bool>,
     counters: Arc<Counters>,
 ) {
@@ -117,7 +116,7 @@ async fn forward(
 
 /// One request's access-log fields and byte counts.
 pub(crate) struct Exchange {
-    identity: Arc<Map<String, Value>>,
+    identity: Arc<Identity>,
     method: String,
     path: String,
     start: Instant,
@@ -126,11 +125,7 @@ pub(crate) struct Exchange {
 }
 
 impl Exchange {
-    pub fn new<B>(
-        identity: Arc<Map<String, Value>>,
-        req: &Request<B>,
-        counters: Arc<Counters>,
-    ) -> Self {
+    pub fn new<B>(identity: Arc<Identity>, req: &Request<B>, counters: Arc<Counters>) -> Self {
         Self {
             identity,
             method: req.method().to_string(),
@@ -168,9 +163,7 @@ impl Exchange {
             self.counters.connect_errors.fetch_add(1, Relaxed);
         }
         tracing::warn!(
-            resource_configuration = self.identity["resourceConfigurationId"]
-                .as_str()
-                .unwrap_or_default(),
+            resource_configuration = self.identity.resource_configuration_id.as_str(),
             "{} {}: {} ({})",
             self.method,
             self.path,
@@ -187,19 +180,19 @@ impl Exchange {
         if !access_log_on() {
             return;
         }
-        log_access(
-            &self.identity,
-            json!({
-                "method": self.method,
-                "path": self.path,
-                "status": status,
-                "destinationAddress": dialed.map(|d| d.to_string()),
-                "bytesToDestination": self.up.load(Relaxed),
-                "bytesFromDestination": down,
-                "durationMs": self.start.elapsed().as_millis() as u64,
-                "closeReason": reason,
-            }),
-        );
+        log_access(&self.identity, |line| {
+            line.str("method", &self.method)
+                .str("path", &self.path)
+                .num("status", u64::from(status));
+            match dialed {
+                Some(d) => line.display("destinationAddress", d),
+                None => line.raw("destinationAddress", "null"),
+            }
+            .num("bytesToDestination", self.up.load(Relaxed))
+            .num("bytesFromDestination", down)
+            .num("durationMs", self.start.elapsed().as_millis() as u64)
+            .str("closeReason", reason);
+        });
     }
 }
 

@@ -10,11 +10,11 @@ use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 use std::time::{Duration, Instant};
 
-use serde_json::{json, Map, Value};
 use tokio::io::{AsyncWrite, Interest};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio::time::Sleep;
+use trellis_core::json_line::JsonLine;
 
 use crate::dns::Resolver;
 use crate::metrics::{Counters, Metrics};
@@ -71,16 +71,16 @@ pub(crate) async fn serve(
     let counters = s.metrics.of(&spec.resource_configuration_id);
     let identity = identity(spec, peer, s.local);
     let log = |destination: Option<SocketAddr>, up: u64, down: u64, reason: &str| {
-        log_access(
-            &identity,
-            json!({
-                "destinationAddress": destination.map(|d| d.to_string()),
-                "bytesToDestination": up,
-                "bytesFromDestination": down,
-                "durationMs": start.elapsed().as_millis() as u64,
-                "closeReason": reason,
-            }),
-        );
+        log_access(&identity, |line| {
+            match destination {
+                Some(d) => line.display("destinationAddress", d),
+                None => line.raw("destinationAddress", "null"),
+            }
+            .num("bytesToDestination", up)
+            .num("bytesFromDestination", down)
+            .num("durationMs", start.elapsed().as_millis() as u64)
+            .str("closeReason", reason);
+        });
     };
 
     if let Some(cidrs) = &spec.allowed_cidrs {
@@ -100,7 +100,7 @@ pub(crate) async fn serve(
     }
     counters.connections.fetch_add(1, Relaxed);
     if let Some(origin) = ep.origins.get(worker % ep.origins.len().max(1)) {
-        let identity = Arc::new(identity.clone());
+        let identity = Arc::new(identity);
         crate::http::serve(client, spec, origin.clone(), identity, s.kill, counters).await;
         return;
     }
@@ -127,25 +127,38 @@ pub(crate) async fn serve(
     log(Some(dest), up, down, &reason);
 }
 
-/// The fields that say which endpoint and client an access-log line is about.
-pub(crate) fn identity(
-    spec: &EndpointSpec,
-    peer: SocketAddr,
-    local: SocketAddr,
-) -> Map<String, Value> {
-    let v = json!({
-        "source": peer.to_string(),
-        "endpoint": local.to_string(),
-        "serviceNetworkId": spec.service_network_id,
-        "serviceNetworkResourceAssociationId": spec.association_id,
-        "resourceConfigurationId": spec.resource_configuration_id,
-        "resourceConfigurationArn": spec.resource_configuration_arn,
-        "destination": format!("{}:{}", spec.destination_host, spec.destination_port),
-    });
-    match v {
-        Value::Object(m) => m,
-        _ => Map::new(),
+/// Which endpoint and client an access-log line is about: its fields, written once per
+/// connection.
+pub(crate) struct Identity {
+    /// JSON object members (`"source":"…",…`), without braces.
+    fields: String,
+    pub resource_configuration_id: String,
+}
+
+impl Identity {
+    pub fn new(resource_configuration_id: &str, fill: impl FnOnce(&mut JsonLine)) -> Self {
+        let mut line = JsonLine::with_capacity(384);
+        fill(&mut line);
+        Self {
+            fields: line.into_fields(),
+            resource_configuration_id: resource_configuration_id.to_string(),
+        }
     }
+}
+
+pub(crate) fn identity(spec: &EndpointSpec, peer: SocketAddr, local: SocketAddr) -> Identity {
+    Identity::new(&spec.resource_configuration_id, |line| {
+        line.display("source", peer)
+            .display("endpoint", local)
+            .str("serviceNetworkId", &spec.service_network_id)
+            .str("serviceNetworkResourceAssociationId", &spec.association_id)
+            .str("resourceConfigurationId", &spec.resource_configuration_id)
+            .str("resourceConfigurationArn", &spec.resource_configuration_arn)
+            .display(
+                "destination",
+                format_args!("{}:{}", spec.destination_host, spec.destination_port),
+            );
+    })
 }
 
 /// Whether access-log lines are wanted (`TRELLIS_LOG` can turn the target off): when not,
@@ -154,19 +167,17 @@ pub(crate) fn access_log_on() -> bool {
     tracing::enabled!(target: "trellis::resource_access", tracing::Level::INFO)
 }
 
-/// Writes one JSON access-log line: type and time, `identity`, then `fields`.
-pub(crate) fn log_access(identity: &Map<String, Value>, fields: Value) {
+/// Writes one JSON access-log line: type and time, `identity`, then what `fill` adds.
+pub(crate) fn log_access(identity: &Identity, fill: impl FnOnce(&mut JsonLine)) {
     if !access_log_on() {
         return;
     }
-    let mut line = Map::new();
-    line.insert("type".into(), "resource_access".into());
-    line.insert("time".into(), trellis_core::clock::now_iso8601().into());
-    line.extend(identity.iter().map(|(k, v)| (k.clone(), v.clone())));
-    if let Value::Object(f) = fields {
-        line.extend(f);
-    }
-    let line = Value::Object(line);
+    let mut line = JsonLine::with_capacity(768);
+    line.str("type", "resource_access")
+        .str("time", &trellis_core::clock::now_iso8601())
+        .fields(&identity.fields);
+    fill(&mut line);
+    let line = line.finish();
     tracing::info!(target: "trellis::resource_access", "{line}");
 }
 

@@ -8,12 +8,12 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::{header, HeaderValue, Request};
 use http_body_util::{BodyExt, Full};
-use serde_json::{Map, Value};
 use trellis_core::target::{BoxFuture, HttpRequest, HttpResponse, Target, TargetError};
 
 use crate::http::Exchange;
 use crate::metrics::Counters;
 use crate::origin::{Dialed, Origin};
+use crate::proxy::Identity;
 use crate::HttpSettings;
 
 /// What a resource configuration's target needs.
@@ -93,21 +93,18 @@ impl Target for ResourceTarget {
         let arn = self.spec.arn.clone();
         let origin = self.origin.clone();
         let port = self.spec.port_for(req.uri());
-        let mut identity = Map::new();
-        for (k, v) in [
-            ("source", "target".to_string()),
-            (
-                "resourceConfigurationId",
-                self.spec.resource_configuration_id.clone(),
-            ),
-            ("resourceConfigurationArn", self.spec.arn.clone()),
-            (
-                "destination",
-                format!("{}:{}", self.spec.destination_host, port.unwrap_or(0)),
-            ),
-        ] {
-            identity.insert(k.into(), Value::String(v));
-        }
+        let identity = Identity::new(&self.spec.resource_configuration_id, |line| {
+            line.str("source", "target")
+                .str(
+                    "resourceConfigurationId",
+                    &self.spec.resource_configuration_id,
+                )
+                .str("resourceConfigurationArn", &self.spec.arn)
+                .display(
+                    "destination",
+                    format_args!("{}:{}", self.spec.destination_host, port.unwrap_or(0)),
+                );
+        });
         let exchange = Exchange::new(Arc::new(identity), &req, self.counters.clone());
         Box::pin(async move {
             let Some(port) = port else {
@@ -158,6 +155,7 @@ mod tests {
     use super::*;
     use crate::testing::{https_server, pki};
     use crate::{Manager, TlsSettings};
+    use serde_json::Value;
 
     const ARN: &str = "arn:aws:vpc-lattice:us-east-1:000000000000:resourceconfiguration/rcfg-api";
 

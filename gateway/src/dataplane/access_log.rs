@@ -4,8 +4,8 @@
 use std::io::Write;
 use std::time::Instant;
 
-use serde_json::json;
 use tokio::sync::mpsc;
+use trellis_core::json_line::JsonLine;
 
 use super::proxy::{ConnInfo, RequestSummary, Served};
 
@@ -51,29 +51,52 @@ impl AccessLog {
 
     pub fn write(&self, e: &Entry<'_>) {
         let s = &e.summary;
-        let line = json!({
-            "startTime": trellis_core::clock::iso8601(
-                trellis_core::clock::now_millis().saturating_sub(e.start.elapsed().as_millis() as u64)
+        let elapsed = e.start.elapsed();
+        let mut line = JsonLine::with_capacity(640);
+        line.str(
+            "startTime",
+            &trellis_core::clock::iso8601(
+                trellis_core::clock::now_millis().saturating_sub(elapsed.as_millis() as u64),
             ),
-            "sourceIpPort": e.conn.peer.to_string(),
-            "serviceNetworkArn": e.served.network_arn,
-            "serviceArn": e.served.service_arn,
-            "targetGroupArn": e.served.target_group.as_ref().map(|t| t.arn.as_str()),
-            "targetIpPort": e.served.target.as_ref().map(|t| t.authority.as_str()),
-            "requestMethod": s.method.as_str(),
-            "requestPath": s.path,
-            "protocol": format!("{:?}", s.version),
-            "hostHeader": s.host,
-            "tlsInbound": e.conn.tls,
-            "userAgent": s.user_agent,
-            "responseCode": e.served.status,
-            "bytesReceived": s.bytes_in,
-            "duration": e.start.elapsed().as_millis() as u64,
-            "responseFromTargetDuration": e.served.upstream_time.map(|d| d.as_millis() as u64),
-            "authDeniedReason": e.served.auth_denied,
-        });
-        let mut text = line.to_string();
+        )
+        .display("sourceIpPort", e.conn.peer)
+        .opt_str("serviceNetworkArn", e.served.network_arn)
+        .opt_str("serviceArn", e.served.service_arn)
+        .opt_str(
+            "targetGroupArn",
+            e.served.target_group.as_ref().map(|t| t.arn.as_str()),
+        )
+        .opt_str(
+            "targetIpPort",
+            e.served.target.as_ref().map(|t| t.authority.as_str()),
+        )
+        .str("requestMethod", s.method.as_str())
+        .str("requestPath", &s.path)
+        .str("protocol", protocol(s.version))
+        .str("hostHeader", &s.host)
+        .bool("tlsInbound", e.conn.tls)
+        .opt_str("userAgent", s.user_agent.as_deref())
+        .num("responseCode", u64::from(e.served.status))
+        .opt_num("bytesReceived", s.bytes_in)
+        .num("duration", elapsed.as_millis() as u64)
+        .opt_num(
+            "responseFromTargetDuration",
+            e.served.upstream_time.map(|d| d.as_millis() as u64),
+        )
+        .opt_str("authDeniedReason", e.served.auth_denied.as_deref());
+        let mut text = line.finish();
         text.push('\n');
         let _ = self.tx.send(text);
+    }
+}
+
+/// The request's protocol as Lattice's access log names it.
+fn protocol(v: http::Version) -> &'static str {
+    match v {
+        http::Version::HTTP_09 => "HTTP/0.9",
+        http::Version::HTTP_10 => "HTTP/1.0",
+        http::Version::HTTP_2 => "HTTP/2.0",
+        http::Version::HTTP_3 => "HTTP/3.0",
+        _ => "HTTP/1.1",
     }
 }
