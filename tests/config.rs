@@ -454,10 +454,181 @@ fn the_schema_describes_the_new_sections() {
     let rule = &props["eventBuses"]["items"]["properties"]["Rules"]["items"]["properties"];
     assert!(rule["ScheduleExpression"].is_object());
     assert!(rule["Targets"].is_object());
+    let dest = &props["apiDestinations"]["items"];
+    assert!(dest["properties"]["Connection"].is_object());
+    assert!(!dest["required"]
+        .as_array()
+        .unwrap()
+        .contains(&json!("ConnectionArn")));
+    assert!(props["connections"]["items"]["properties"]["AuthParameters"].is_object());
     let sm = &props["stateMachines"]["items"]["properties"];
     assert!(sm["definitionFile"].is_object());
     assert_eq!(
         schema["$defs"]["states.StateMachineType"]["enum"],
         json!(["STANDARD", "EXPRESS"])
+    );
+}
+
+/// An HTTP server on 127.0.0.1 that answers 200 to every request and sends each request's
+/// raw text (head and body) on the channel.
+async fn http_recorder() -> (u16, tokio::sync::mpsc::UnboundedReceiver<String>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                loop {
+                    let Ok(n) = s.read(&mut chunk).await else {
+                        return;
+                    };
+                    if n == 0 {
+                        return;
+                    }
+                    buf.extend_from_slice(&chunk[..n]);
+                    let text = String::from_utf8_lossy(&buf).to_string();
+                    let Some(head_end) = text.find("\r\n\r\n") else {
+                        continue;
+                    };
+                    let length = text[..head_end]
+                        .lines()
+                        .find_map(|l| {
+                            let (k, v) = l.split_once(':')?;
+                            k.eq_ignore_ascii_case("content-length")
+                                .then(|| v.trim().parse::<usize>().ok())?
+                        })
+                        .unwrap_or(0);
+                    if buf.len() < head_end + 4 + length {
+                        continue;
+                    }
+                    let _ = tx.send(text);
+                    let _ = s
+                        .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")
+                        .await;
+                    buf.clear();
+                }
+            });
+        }
+    });
+    (port, rx)
+}
+
+#[tokio::test]
+async fn connections_and_api_destinations_are_declared_and_named_by_targets() {
+    let dir = tempfile::tempdir().unwrap();
+    let (port, mut hits) = http_recorder().await;
+    let file = dir.path().join("trellis.json");
+    let doc = |key: &str| {
+        serde_json::to_string_pretty(&json!({
+            "connections": [{"Name": "hooks", "AuthorizationType": "API_KEY",
+                "AuthParameters": {"ApiKeyAuthParameters": {"ApiKeyName": "x-api-key", "ApiKeyValue": key}}}],
+            "apiDestinations": [{"Name": "orders-hook", "Connection": "hooks",
+                "InvocationEndpoint": format!("http://127.0.0.1:{port}/hook"), "HttpMethod": "POST"}],
+            "eventBuses": [{"Name": "orders", "Rules": [
+                {"Name": "placed", "EventPattern": {"source": ["shop"]},
+                 "Targets": [{"Id": "hook", "ApiDestination": "orders-hook"}]}]}]
+        }))
+        .unwrap()
+    };
+    std::fs::write(&file, doc("first")).unwrap();
+    let t = Trellis::start(
+        &dir.path().join("data"),
+        &["--config", file.to_str().unwrap()],
+    );
+    let events = aws_client!(aws_sdk_eventbridge, &t);
+
+    // The API destination points at the connection the config created, by its generated ARN.
+    let conn = events
+        .describe_connection()
+        .name("hooks")
+        .send()
+        .await
+        .unwrap();
+    let dest = events
+        .describe_api_destination()
+        .name("orders-hook")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(dest.connection_arn(), conn.connection_arn());
+    let targets = events
+        .list_targets_by_rule()
+        .rule("placed")
+        .event_bus_name("orders")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        targets.targets()[0].arn(),
+        dest.api_destination_arn().unwrap()
+    );
+
+    // An event reaches the endpoint with the connection's key.
+    let send = || async {
+        let put = events
+            .put_events()
+            .entries(
+                aws_sdk_eventbridge::types::PutEventsRequestEntry::builder()
+                    .event_bus_name("orders")
+                    .source("shop")
+                    .detail_type("OrderPlaced")
+                    .detail(r#"{"order": 7}"#)
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(put.failed_entry_count(), 0);
+    };
+    send().await;
+    let hit = tokio::time::timeout(Duration::from_secs(20), hits.recv())
+        .await
+        .expect("the event reached the API destination")
+        .unwrap();
+    assert!(hit.starts_with("POST /hook "), "{hit}");
+    assert!(
+        hit.to_ascii_lowercase().contains("x-api-key: first"),
+        "{hit}"
+    );
+    assert!(
+        hit.contains(r#""source":"shop""#) && hit.contains(r#""order""#),
+        "{hit}"
+    );
+
+    // A new key is applied (secrets cannot be read back, so connections are always updated);
+    // nothing else changes.
+    std::fs::write(&file, doc("second")).unwrap();
+    let out = apply(&t, &file).await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let summary: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(summary, json!({"applied": true, "operations": 1}));
+    send().await;
+    let hit = tokio::time::timeout(Duration::from_secs(20), hits.recv())
+        .await
+        .expect("the event reached the API destination")
+        .unwrap();
+    assert!(
+        hit.to_ascii_lowercase().contains("x-api-key: second"),
+        "{hit}"
+    );
+
+    // A target naming an API destination that exists nowhere is an error at its pointer.
+    let bad = json!({"eventBuses": [{"Name": "orders", "Rules": [
+        {"Name": "placed", "EventPattern": {"source": ["shop"]},
+         "Targets": [{"Id": "hook", "ApiDestination": "nowhere"}]}]}]});
+    std::fs::write(&file, bad.to_string()).unwrap();
+    let out = apply(&t, &file).await;
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("/eventBuses/0/Rules/0/Targets/0/ApiDestination"),
+        "{err}"
     );
 }

@@ -175,6 +175,8 @@ const TOP_LEVEL: &[&str] = &[
     "resourceGateways",
     "functions",
     "stateMachines",
+    "connections",
+    "apiDestinations",
     "eventBuses",
 ];
 

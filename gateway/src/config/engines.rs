@@ -1,9 +1,11 @@
 //! The engines' sections of the declarative config: `functions` (Lambda), `stateMachines`
-//! (Step Functions) and `eventBuses` with their `Rules` and `Targets` (EventBridge). Items use
-//! the field names of the engine's own API (`CreateFunction`, `CreateStateMachine`,
+//! (Step Functions), and for EventBridge `connections`, `apiDestinations` and `eventBuses` with
+//! their `Rules` and `Targets`. Items use the field names of the engine's own API
+//! (`CreateFunction`, `CreateStateMachine`, `CreateConnection`, `CreateApiDestination`,
 //! `CreateEventBus`, `PutRule`, `PutTargets`), plus a few conveniences: code and definitions
-//! from files relative to the config, patterns and inputs as JSON objects, and targets naming a
-//! function or state machine by name.
+//! from files relative to the config, patterns and inputs as JSON objects, API destinations
+//! naming their `Connection` by name, and targets naming a function, state machine or API
+//! destination by name.
 //!
 //! [`plan`] checks every item through the engines' own validation (their models, and the
 //! calls that check without changing: `GetFunction`, `ValidateStateMachineDefinition`,
@@ -59,6 +61,20 @@ struct Step {
     engine: Engine,
     op: &'static str,
     input: Value,
+    /// Members only known once earlier steps have run (the ARN of a connection or API
+    /// destination this config creates: AWS puts a generated id in it).
+    late: Vec<Late>,
+}
+
+/// A member of a step's input filled in just before the step runs, from an EventBridge read.
+struct Late {
+    /// Where in the input (a JSON pointer).
+    at: String,
+    /// The read (`DescribeConnection` or `DescribeApiDestination`), its input, and the member
+    /// of its answer to use.
+    op: &'static str,
+    key: Value,
+    member: &'static str,
 }
 
 /// The engine calls that bring the running engines to a config, in order: functions, state
@@ -98,9 +114,13 @@ pub async fn plan(
         steps: Vec::new(),
         functions: Vec::new(),
         machines: Vec::new(),
+        new_connections: Vec::new(),
+        destinations: Vec::new(),
     };
     p.functions(doc).await;
     p.state_machines(doc).await;
+    p.connections(doc).await;
+    p.api_destinations(doc).await;
     p.event_buses(doc).await;
     Plan { steps: p.steps }
 }
@@ -109,8 +129,26 @@ pub async fn plan(
 /// the plan, or refused what its checks let through) stops the run with its error.
 pub async fn run(engines: &Engines, plan: Plan) -> Result<usize, FieldError> {
     let total = plan.steps.len();
-    for (done, step) in plan.steps.into_iter().enumerate() {
-        if let Err(e) = call(engines, step.engine, step.op, step.input).await {
+    for (done, mut step) in plan.steps.into_iter().enumerate() {
+        let mut resolved = Ok(());
+        for late in &step.late {
+            match call(engines, Engine::Events, late.op, late.key.clone()).await {
+                Ok(answer) => {
+                    if let Some(slot) = step.input.pointer_mut(&late.at) {
+                        *slot = answer[late.member].clone();
+                    }
+                }
+                Err(e) => {
+                    resolved = Err(e);
+                    break;
+                }
+            }
+        }
+        let result = match resolved {
+            Ok(()) => call(engines, step.engine, step.op, step.input).await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = result {
             return Err(FieldError {
                 name: step.at,
                 message: format!(
@@ -169,6 +207,10 @@ struct Planner<'a> {
     /// Names of the config's functions and state machines, which targets may name.
     functions: Vec<String>,
     machines: Vec<String>,
+    /// Connections this config creates (their ARNs are known only once created).
+    new_connections: Vec<String>,
+    /// The config's API destinations: name, and ARN when it exists already.
+    destinations: Vec<(String, Option<String>)>,
 }
 
 // === impl Planner ===
@@ -231,11 +273,23 @@ impl Planner<'_> {
     }
 
     fn step(&mut self, at: &str, engine: Engine, op: &'static str, input: Value) {
+        self.late_step(at, engine, op, input, Vec::new());
+    }
+
+    fn late_step(
+        &mut self,
+        at: &str,
+        engine: Engine,
+        op: &'static str,
+        input: Value,
+        late: Vec<Late>,
+    ) {
         self.steps.push(Step {
             at: at.to_string(),
             engine,
             op,
             input,
+            late,
         });
     }
 
@@ -532,6 +586,156 @@ impl Planner<'_> {
         }
     }
 
+    // --- connections and API destinations ---
+
+    /// Connections are created, or updated on every apply: their secrets cannot be read back,
+    /// so an unchanged item cannot be told from one with a new secret.
+    async fn connections(&mut self, doc: &Value) {
+        if doc.get("connections").is_none()
+            || !self.runs("connections", self.engines.events.is_some())
+        {
+            return;
+        }
+        for (i, c) in items(doc, "connections") {
+            let at = format!("/connections/{i}");
+            let Some(name) = self.name(&at, c, "Name") else {
+                continue;
+            };
+            let exists = match self
+                .ask(Engine::Events, "DescribeConnection", json!({"Name": name}))
+                .await
+            {
+                Ok(_) => true,
+                Err(e) if e.code == "ResourceNotFoundException" => false,
+                Err(e) => {
+                    self.api_error(&at, &e);
+                    continue;
+                }
+            };
+            let members = [
+                "Name",
+                "Description",
+                "AuthorizationType",
+                "AuthParameters",
+                "InvocationConnectivityParameters",
+            ];
+            let input = pick(c, &members);
+            let op = if exists {
+                "UpdateConnection"
+            } else {
+                self.new_connections.push(name.to_string());
+                "CreateConnection"
+            };
+            if self.valid(&at, Engine::Events, op, &input) {
+                self.step(&at, Engine::Events, op, input);
+            }
+        }
+    }
+
+    /// API destinations name their connection by `Connection` (a name) or `ConnectionArn`.
+    async fn api_destinations(&mut self, doc: &Value) {
+        if doc.get("apiDestinations").is_none()
+            || !self.runs("apiDestinations", self.engines.events.is_some())
+        {
+            return;
+        }
+        for (i, d) in items(doc, "apiDestinations") {
+            let at = format!("/apiDestinations/{i}");
+            let Some(name) = self.name(&at, d, "Name") else {
+                continue;
+            };
+            let mut input = pick(
+                d,
+                &[
+                    "Name",
+                    "Description",
+                    "ConnectionArn",
+                    "InvocationEndpoint",
+                    "HttpMethod",
+                    "InvocationRateLimitPerSecond",
+                ],
+            );
+            let mut late = Vec::new();
+            match (d.get("Connection"), d.get("ConnectionArn")) {
+                (Some(_), Some(_)) => {
+                    self.error(&at, "name one of Connection and ConnectionArn, not both");
+                    continue;
+                }
+                (Some(c), None) => {
+                    let Some(conn) = c.as_str() else {
+                        self.error(&format!("{at}/Connection"), "a connection name (a string)");
+                        continue;
+                    };
+                    let key = json!({"Name": conn});
+                    if self.new_connections.iter().any(|n| n == conn) {
+                        input["ConnectionArn"] = self
+                            .arn
+                            .arn("events", &format!("connection/{conn}/pending"))
+                            .into();
+                        late.push(Late {
+                            at: "/ConnectionArn".into(),
+                            op: "DescribeConnection",
+                            key,
+                            member: "ConnectionArn",
+                        });
+                    } else {
+                        match self.ask(Engine::Events, "DescribeConnection", key).await {
+                            Ok(found) => input["ConnectionArn"] = found["ConnectionArn"].clone(),
+                            Err(_) => {
+                                self.error(
+                                    &format!("{at}/Connection"),
+                                    format!(
+                                        "connection {conn} is neither in this config nor in Trellis"
+                                    ),
+                                );
+                                continue;
+                            }
+                        }
+                    }
+                }
+                _ => {}
+            }
+            let current = match self
+                .ask(
+                    Engine::Events,
+                    "DescribeApiDestination",
+                    json!({"Name": name}),
+                )
+                .await
+            {
+                Ok(c) => Some(c),
+                Err(e) if e.code == "ResourceNotFoundException" => None,
+                Err(e) => {
+                    self.api_error(&at, &e);
+                    continue;
+                }
+            };
+            let op = if current.is_some() {
+                "UpdateApiDestination"
+            } else {
+                "CreateApiDestination"
+            };
+            if !self.valid(&at, Engine::Events, op, &input) {
+                continue;
+            }
+            let arn = current
+                .as_ref()
+                .and_then(|c| c["ApiDestinationArn"].as_str().map(str::to_string));
+            let changed = current.as_ref().is_none_or(|c| {
+                input
+                    .as_object()
+                    .into_iter()
+                    .flatten()
+                    .any(|(k, v)| c.get(k) != Some(v))
+                    || !late.is_empty()
+            });
+            self.destinations.push((name.to_string(), arn));
+            if changed {
+                self.late_step(&at, Engine::Events, op, input, late);
+            }
+        }
+    }
+
     // --- event buses, rules and targets ---
 
     async fn event_buses(&mut self, doc: &Value) {
@@ -703,8 +907,31 @@ impl Planner<'_> {
             let input = json!({"Rule": rule, "EventBusName": bus, "Ids": stale});
             self.step(at, Engine::Events, "RemoveTargets", input);
         }
-        if wanted.iter().any(|w| !registered.contains(w)) {
-            self.step(at, Engine::Events, "PutTargets", put);
+        // Targets naming an API destination this config creates get its ARN once it exists.
+        let mut late = Vec::new();
+        for t in targets.as_array().into_iter().flatten() {
+            let Some(name) = t.get("ApiDestination").and_then(Value::as_str) else {
+                continue;
+            };
+            let new = self
+                .destinations
+                .iter()
+                .any(|(n, arn)| n == name && arn.is_none());
+            if let Some(j) = wanted
+                .iter()
+                .position(|w| w["Id"] == t["Id"])
+                .filter(|_| new)
+            {
+                late.push(Late {
+                    at: format!("/Targets/{j}/Arn"),
+                    op: "DescribeApiDestination",
+                    key: json!({"Name": name}),
+                    member: "ApiDestinationArn",
+                });
+            }
+        }
+        if !late.is_empty() || wanted.iter().any(|w| !registered.contains(w)) {
+            self.late_step(at, Engine::Events, "PutTargets", put, late);
         }
     }
 
@@ -716,7 +943,7 @@ impl Planner<'_> {
             return None;
         };
         let mut t = obj.clone();
-        let named: Vec<&str> = ["Arn", "Function", "StateMachine"]
+        let named: Vec<&str> = ["Arn", "Function", "StateMachine", "ApiDestination"]
             .into_iter()
             .filter(|k| obj.contains_key(*k))
             .collect();
@@ -724,7 +951,7 @@ impl Planner<'_> {
             self.error(
                 at,
                 format!(
-                    "name one of Arn, Function and StateMachine, not {}",
+                    "name one of Arn, Function, StateMachine and ApiDestination, not {}",
                     named.join(" and ")
                 ),
             );
@@ -768,6 +995,38 @@ impl Planner<'_> {
                 );
                 return None;
             }
+            t.insert("Arn".into(), arn.into());
+        }
+        if let Some(d) = t.remove("ApiDestination") {
+            let name = d.as_str().unwrap_or_default();
+            let arn = match self.destinations.iter().find(|(n, _)| n == name) {
+                Some((_, Some(arn))) => Some(arn.clone()),
+                // Created by this config: the ARN is read once it exists (see `Late`).
+                Some((_, None)) => None,
+                None => match self
+                    .ask(
+                        Engine::Events,
+                        "DescribeApiDestination",
+                        json!({"Name": name}),
+                    )
+                    .await
+                {
+                    Ok(found) => found["ApiDestinationArn"].as_str().map(str::to_string),
+                    Err(_) => {
+                        self.error(
+                            &format!("{at}/ApiDestination"),
+                            format!(
+                                "API destination {name} is neither in this config nor in Trellis"
+                            ),
+                        );
+                        return None;
+                    }
+                },
+            };
+            let arn = arn.unwrap_or_else(|| {
+                self.arn
+                    .arn("events", &format!("api-destination/{name}/pending"))
+            });
             t.insert("Arn".into(), arn.into());
         }
         if let Some(input) = t.get_mut("Input").filter(|i| i.is_object() || i.is_array()) {

@@ -154,6 +154,7 @@ fn engine_sections(
         let mut t = Value::Object(t);
         t["properties"]["Function"] = json!({"type": "string", "description": "a function of this config or of Trellis, by name (instead of Arn)"});
         t["properties"]["StateMachine"] = json!({"type": "string", "description": "a state machine of this config or of Trellis, by name (instead of Arn)"});
+        t["properties"]["ApiDestination"] = json!({"type": "string", "description": "an API destination of this config or of Trellis, by name (instead of Arn)"});
         t["properties"]["Input"] = json!({"type": ["string", "object", "array"], "description": "the target's input, as JSON or as text"});
         t["required"] = json!(["Id"]);
         defs.insert("events.ConfigTarget".into(), t);
@@ -177,9 +178,18 @@ fn engine_sections(
         defs,
     );
     bus["properties"]["Rules"] = json!({"type": "array", "items": rule});
+    let connection = request_body(events, &input_of(events, "CreateConnection"), &[], defs);
+    let mut destination =
+        request_body(events, &input_of(events, "CreateApiDestination"), &[], defs);
+    destination["properties"]["Connection"] = json!({"type": "string", "description": "a connection of this config or of Trellis, by name (instead of ConnectionArn)"});
+    if let Some(Value::Array(required)) = destination.get_mut("required") {
+        required.retain(|r| r != "ConnectionArn");
+    }
     json!({
         "functions": {"type": "array", "items": function},
         "stateMachines": {"type": "array", "items": machine},
+        "connections": {"type": "array", "items": connection},
+        "apiDestinations": {"type": "array", "items": destination},
         "eventBuses": {"type": "array", "items": bus},
     })
 }
