@@ -12,7 +12,7 @@ use std::fmt;
 
 /// Jackson's default `StreamReadConstraints` nesting limit; it also keeps the recursive
 /// walkers of patterns and events far from the stack's end on hostile input.
-const MAX_DEPTH: usize = 1000;
+pub(crate) const MAX_DEPTH: usize = 1000;
 
 // === Token ===
 
@@ -472,54 +472,49 @@ impl<'a> Tokenizer<'a> {
             self.pos += 1;
         }
     }
+}
 
-    /// How many containers are open.
-    pub(crate) fn depth(&self) -> usize {
-        self.stack.len()
-    }
-
-    /// Skips the next value (the tokenizer must expect one) without checking its syntax, for
-    /// text already known to be valid JSON: brackets are counted and strings stepped over.
-    pub(crate) fn skip_value_unchecked(&mut self) {
-        self.skip_ws();
-        self.pos = skip_unchecked(self.src, self.pos);
-        self.after_value();
-    }
-
-    /// Leaves the innermost open object without reading the rest of it, for text already known
-    /// to be valid JSON: the next token is whatever follows its closing brace.
-    pub(crate) fn leave_object_unchecked(&mut self) {
-        self.pos = skip_past_close(self.src, self.pos);
-        self.stack.pop();
-        self.after_value();
-    }
+/// The string whose opening quote is at `pos` in `text`, unescaped (borrowed when it has no
+/// escapes), and the position just past its closing quote.
+pub(crate) fn read_string(text: &str, pos: usize) -> Result<(Cow<'_, str>, usize), SyntaxError> {
+    let mut tokens = Tokenizer::new(text);
+    tokens.pos = pos;
+    let s = tokens.string()?;
+    Ok((s, tokens.pos))
 }
 
 /// Just past the bracket that closes the container `i` is inside of, in valid JSON.
-fn skip_past_close(src: &[u8], mut i: usize) -> usize {
-    let mut depth = 0usize;
-    while i < src.len() {
-        match src[i] {
-            b'"' => {
+pub(crate) fn skip_past_close(src: &[u8], i: usize) -> usize {
+    skip_past_closes(src, i, 1)
+}
+
+/// Just past the bracket that closes the `levels`-th container `i` is inside of (1: the
+/// innermost), in valid JSON.
+pub(crate) fn skip_past_closes(src: &[u8], mut i: usize, levels: usize) -> usize {
+    // Open containers: the `levels` being left, plus those opened since.
+    let mut depth = levels;
+    loop {
+        i = find_structural(src, i);
+        match src.get(i) {
+            None => return i,
+            Some(b'"') => {
                 i = skip_string_unchecked(src, i + 1);
                 continue;
             }
-            b'{' | b'[' => depth += 1,
-            b'}' | b']' => {
+            Some(b'{' | b'[') => depth += 1,
+            Some(_) => {
+                depth -= 1;
                 if depth == 0 {
                     return i + 1;
                 }
-                depth -= 1;
             }
-            _ => {}
         }
         i += 1;
     }
-    i
 }
 
 /// The end of the value starting at `i` in valid JSON.
-fn skip_unchecked(src: &[u8], i: usize) -> usize {
+pub(crate) fn skip_unchecked(src: &[u8], i: usize) -> usize {
     match src.get(i) {
         Some(b'"') => skip_string_unchecked(src, i + 1),
         Some(b'{' | b'[') => skip_past_close(src, i + 1),
@@ -537,14 +532,72 @@ fn skip_unchecked(src: &[u8], i: usize) -> usize {
 
 /// Just past the closing quote of the string whose content starts at `i`, in valid JSON.
 fn skip_string_unchecked(src: &[u8], mut i: usize) -> usize {
-    while i < src.len() {
-        match src[i] {
-            b'"' => return i + 1,
-            b'\\' => i += 2,
-            _ => i += 1,
+    loop {
+        i = find_quote_or_backslash(src, i);
+        match src.get(i) {
+            Some(b'"') => return i + 1,
+            Some(_) => i += 2,
+            None => return src.len(),
         }
     }
-    src.len()
+}
+
+// Skipping scans eight bytes at a time for the bytes that matter (SWAR): a byte of `w` equal
+// to `b` is a zero byte of `w ^ b × ONES`, and `zero_bytes` flags the lowest zero byte exactly
+// (a borrow can only flag bytes above it), so `trailing_zeros` finds the first match.
+
+const ONES: u64 = 0x0101_0101_0101_0101;
+
+fn zero_bytes(x: u64) -> u64 {
+    x.wrapping_sub(ONES) & !x & (ONES << 7)
+}
+
+fn word_at(chunk: &[u8]) -> u64 {
+    let mut word = [0u8; 8];
+    word.copy_from_slice(chunk);
+    u64::from_le_bytes(word)
+}
+
+/// The first position from `i` holding a quote or a bracket (or the end).
+fn find_structural(src: &[u8], mut i: usize) -> usize {
+    while let Some(chunk) = src.get(i..i + 8) {
+        let w = word_at(chunk);
+        // `| 0x20` turns `[` into `{` and `]` into `}`, and no other byte into either.
+        let folded = w | (0x20 * ONES);
+        let hits = zero_bytes(w ^ (b'"' as u64 * ONES))
+            | zero_bytes(folded ^ (b'{' as u64 * ONES))
+            | zero_bytes(folded ^ (b'}' as u64 * ONES));
+        if hits != 0 {
+            return i + (hits.trailing_zeros() / 8) as usize;
+        }
+        i += 8;
+    }
+    while let Some(b) = src.get(i) {
+        if matches!(b, b'"' | b'{' | b'}' | b'[' | b']') {
+            break;
+        }
+        i += 1;
+    }
+    i
+}
+
+/// The first position from `i` holding a quote or a backslash (or the end).
+pub(crate) fn find_quote_or_backslash(src: &[u8], mut i: usize) -> usize {
+    while let Some(chunk) = src.get(i..i + 8) {
+        let w = word_at(chunk);
+        let hits = zero_bytes(w ^ (b'"' as u64 * ONES)) | zero_bytes(w ^ (b'\\' as u64 * ONES));
+        if hits != 0 {
+            return i + (hits.trailing_zeros() / 8) as usize;
+        }
+        i += 8;
+    }
+    while let Some(b) = src.get(i) {
+        if matches!(b, b'"' | b'\\') {
+            break;
+        }
+        i += 1;
+    }
+    i
 }
 
 /// Checks that `text` is one valid JSON value (as the tokenizer reads it, with its nesting
@@ -702,7 +755,7 @@ fn scan_string(src: &[u8], mut i: usize) -> Option<usize> {
 }
 
 /// A number's end, with the tokenizer's grammar.
-fn scan_number(src: &[u8], mut i: usize) -> Option<usize> {
+pub(crate) fn scan_number(src: &[u8], mut i: usize) -> Option<usize> {
     let digits = |i: usize| scan_digits(src, i);
     if src.get(i) == Some(&b'-') {
         i += 1;

@@ -6,14 +6,20 @@
 //! rest). Each branch is registered under one *trigger*: its most selective required field
 //! condition. Matching flattens the event once, probes each value's index, and only branches
 //! whose trigger fired (plus those satisfiable by absence alone) are completed by looking up
-//! their other conditions among the matched entries, with array consistency. The cost
-//! therefore follows the event and the rules it actually touches, not the number of rules.
+//! their other conditions among the matched entries, with array consistency. A trigger also
+//! names one more required entry of its branch (the *filter*), checked before the branch is
+//! read; a branch made of just those two conditions is decided without being read at all. The
+//! cost therefore follows the event and the rules it actually touches, not the number of rules.
+//! Values are probed as the flattener reads them, into per-thread working memory that is
+//! reused from event to event.
 
+use std::cell::RefCell;
+use std::collections::hash_map::Entry as MapEntry;
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 
-use crate::event::{flatten, flatten_plain, EventError, Leaf, Step};
-use crate::pattern::{fold_key, Matcher, Pattern, Scalar};
+use crate::event::{flatten, flatten_plain, EventError, PathTrie, Step};
+use crate::pattern::{fold_key_into, Matcher, Pattern, Scalar};
 
 type FieldId = u32;
 type EntryId = u32;
@@ -38,31 +44,63 @@ pub struct MachineBuilder<R> {
 pub struct Machine<R> {
     rules: Vec<R>,
     branches: Vec<BranchInfo>,
+    /// Every branch's conditions, branch after branch (so that checking a branch reads one
+    /// stretch of memory rather than one allocation per condition).
+    slots: Vec<Slot>,
+    /// Every condition's entries as `field << 32 | entry` (the key of `Scratch::matched`),
+    /// condition after condition.
+    slot_keys: Vec<u64>,
     field_ids: HashMap<String, FieldId>,
     /// Every field path (as its field) and every proper dotted prefix of one: the paths worth
-    /// descending; the flattener skips every other value unread. Beside each, how many of
-    /// these paths sit one key below it (what a plain event's object under it can hold).
-    steps: FastMap<String, (Step, u32)>,
-    /// How many of the paths are one key long.
-    root_children: u32,
+    /// descending; the flattener skips every other value unread.
+    steps: FastMap<String, Step>,
+    /// The same paths as a trie of keys, for plain events.
+    trie: PathTrie,
     fields: Vec<FieldIndex>,
     /// Branches that every event must be checked against (all conditions allow absence).
-    always: Vec<BranchId>,
+    always: Vec<Trigger>,
+}
+
+/// A branch woken by an entry, and the key of one more entry the branch needs (another
+/// required condition's only matcher; `NO_FILTER` if there is none). Woken branches whose
+/// second entry matched nothing are dropped by one probe of the small per-event map, without
+/// reading the branch: with many rules, most woken branches end there.
+#[derive(Debug, Clone, Copy)]
+struct Trigger {
+    branch: BranchId,
+    /// The branch's rule when the waking condition and the filter are all its conditions
+    /// (`NO_RULE` otherwise): then, unless array elements are involved, the branch matches
+    /// without being read.
+    whole: u32,
+    filter: u64,
+}
+
+/// No second entry to check.
+const NO_FILTER: u64 = u64::MAX;
+
+/// Not a branch decided by its trigger and filter alone.
+const NO_RULE: u32 = u32::MAX;
+
+/// A woken branch, with the key of the entry that woke it.
+#[derive(Debug, Clone, Copy)]
+struct Candidate {
+    trigger: Trigger,
+    woken_by: u64,
 }
 
 #[derive(Debug)]
 struct BranchInfo {
     rule: u32,
-    /// In the pattern's (sorted) field order.
-    slots: Vec<Slot>,
+    /// Its conditions, `Machine::slots[start..end]`, in the pattern's (sorted) field order.
+    slots: (u32, u32),
 }
 
 #[derive(Debug, Clone)]
 struct Slot {
     field: FieldId,
     absent: bool,
-    /// The entries (in the field's index) of this condition's matchers.
-    entries: Vec<EntryId>,
+    /// The entries of this condition's matchers, `Machine::slot_keys[start..end]`.
+    keys: (u32, u32),
 }
 
 /// One distinct matcher on one field.
@@ -72,9 +110,12 @@ struct Entry {
     /// How many branch conditions use it: the lower, the better a trigger.
     uses: u32,
     /// Branches for which this entry is (part of) the trigger condition.
-    triggers: Vec<BranchId>,
+    triggers: Vec<Trigger>,
     /// Verified against every value of the field (no index applies).
     scanned: bool,
+    /// Finding it in its index already proves the match (an exact key, or a prefix or suffix
+    /// that is the whole pattern), so it is not verified again.
+    implied: bool,
 }
 
 #[derive(Debug, Default)]
@@ -109,19 +150,63 @@ struct RangeIndex {
     tree: Vec<f64>,
 }
 
-/// The leaves each matched entry accepted, keyed by `field << 32 | entry`.
-type Matched = FastMap<u64, Vec<u32>>;
-
-/// The leaves of each field present in the event.
-type ByField = FastMap<FieldId, Vec<u32>>;
-
 /// A map with a cheap unkeyed hash (FxHash's), for the per-event maps and the path lookup.
-/// Safe against hash flooding: the event only looks keys up in the path map, which is fixed
+/// Safe against hash flooding: the event only looks keys up in the path maps, which are fixed
 /// when the machine is built, and the per-event maps are keyed by field and entry ids.
 type FastMap<K, V> = HashMap<K, V, BuildHasherDefault<FxHasher>>;
 
 #[derive(Default)]
 struct FxHasher(u64);
+
+/// The end of a list of hits.
+const NO_HIT: u32 = u32::MAX;
+
+/// One event's working memory. Kept per thread and cleared, not freed, between events, so
+/// that matching allocates nothing once warm (beyond the answer itself).
+#[derive(Debug, Default)]
+struct Scratch {
+    /// Per value read: its field and the range of its array memberships in `members`.
+    leaves: Vec<LeafInfo>,
+    members: Vec<(u32, u32)>,
+    /// The entries some value matched, keyed by `field << 32 | entry`.
+    matched: FastMap<u64, Hits>,
+    /// The lists of `Hits`: a value and the next hit of the same entry.
+    hits: Vec<(u32, u32)>,
+    /// Branches whose trigger fired (and those needing no value).
+    candidates: Vec<Candidate>,
+    /// The rules found.
+    rules: Vec<u32>,
+    /// `(field, value)` for every value, sorted, once an absence check needs it this event.
+    by_field: Vec<(FieldId, u32)>,
+    by_field_ready: bool,
+    /// The array elements chosen so far while combining values (`search`).
+    pinned: Vec<(u32, u32)>,
+    /// The flattener's stack of array memberships.
+    nesting: Vec<(u32, u32)>,
+    /// A case-folded value.
+    folded: String,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct LeafInfo {
+    field: FieldId,
+    members: (u32, u32),
+}
+
+/// The values one entry matched: the head of their list in `Scratch::hits`, and whether any
+/// of them sits in an array element (which makes combining values need care).
+#[derive(Debug, Clone, Copy)]
+struct Hits {
+    first: u32,
+    nested: bool,
+}
+
+/// Above this many values or hits, an event's working memory is freed after it.
+const SCRATCH_KEEP: usize = 1 << 16;
+
+thread_local! {
+    static SCRATCH: RefCell<Scratch> = RefCell::default();
+}
 
 /// Trigger cost of matchers that accept most values.
 const UNSELECTIVE: u64 = 1 << 40;
@@ -149,9 +234,11 @@ impl<R> MachineBuilder<R> {
         let mut m = Machine {
             rules: Vec::with_capacity(self.rules.len()),
             branches: Vec::new(),
+            slots: Vec::new(),
+            slot_keys: Vec::new(),
             field_ids: HashMap::new(),
             steps: FastMap::default(),
-            root_children: 0,
+            trie: PathTrie::new([]),
             fields: Vec::new(),
             always: Vec::new(),
         };
@@ -159,28 +246,31 @@ impl<R> MachineBuilder<R> {
             let rule = m.rules.len() as u32;
             m.rules.push(id);
             for branch in pattern.branches {
-                let bid = m.branches.len() as BranchId;
-                let mut slots = Vec::with_capacity(branch.fields.len());
+                let first_slot = m.slots.len() as u32;
                 for cond in branch.fields {
                     let field = m.field_id(&cond.path);
                     let index = &mut m.fields[field as usize];
-                    let entries = cond.matchers.into_iter().map(|mt| index.add(mt)).collect();
-                    slots.push(Slot {
+                    let first_key = m.slot_keys.len() as u32;
+                    for mt in cond.matchers {
+                        let e = index.add(mt);
+                        m.slot_keys.push(entry_key(field, e));
+                    }
+                    m.slots.push(Slot {
                         field,
                         absent: cond.absent,
-                        entries,
+                        keys: (first_key, m.slot_keys.len() as u32),
                     });
                 }
-                if slots.iter().all(|s| s.absent) {
-                    m.always.push(bid);
-                }
-                m.branches.push(BranchInfo { rule, slots });
+                m.branches.push(BranchInfo {
+                    rule,
+                    slots: (first_slot, m.slots.len() as u32),
+                });
             }
         }
         for f in &mut m.fields {
             f.finish();
         }
-        m.count_children();
+        m.trie = PathTrie::new(m.steps.iter().map(|(p, s)| (p.as_str(), *s)));
         m.assign_triggers();
         m
     }
@@ -191,8 +281,15 @@ impl<R> MachineBuilder<R> {
 impl<R> Machine<R> {
     /// The rules whose patterns match `event` (raw JSON text), in the order they were added.
     pub fn matches(&self, event: &str) -> Result<Vec<&R>, EventError> {
-        let leaves = flatten(event, |p| self.steps.get(p).map_or(Step::Skip, |s| s.0))?;
-        Ok(self.match_leaves(&leaves))
+        with_scratch(|scratch| {
+            scratch.clear();
+            let mut sink = |field, value: Scalar<'_>, membership: &[(u32, u32)]| {
+                self.add_leaf(scratch, field, &value, membership)
+            };
+            let step = |p: &str| self.steps.get(p).copied().unwrap_or(Step::Skip);
+            flatten(event, step, &mut sink)?;
+            Ok(self.finish(scratch))
+        })
     }
 
     /// [`Machine::matches`] for an event that [`is_plain`] accepted: the same rules, found
@@ -200,49 +297,104 @@ impl<R> Machine<R> {
     /// past the last key the rules use (what the service does after `PutEvents` has checked
     /// the event once). Given any other text the answer is unspecified (but memory-safe).
     pub fn matches_plain(&self, event: &str) -> Result<Vec<&R>, EventError> {
-        let leaves = flatten_plain(event, self.root_children, |p| {
-            self.steps.get(p).copied().unwrap_or((Step::Skip, 0))
-        })?;
-        Ok(self.match_leaves(&leaves))
+        with_scratch(|scratch| {
+            scratch.clear();
+            let mut nesting = std::mem::take(&mut scratch.nesting);
+            let mut sink = |field, value: Scalar<'_>, membership: &[(u32, u32)]| {
+                self.add_leaf(scratch, field, &value, membership)
+            };
+            let read = flatten_plain(event, &self.trie, &mut nesting, &mut sink);
+            scratch.nesting = nesting;
+            read?;
+            Ok(self.finish(scratch))
+        })
     }
 
-    fn match_leaves(&self, leaves: &[Leaf<'_>]) -> Vec<&R> {
-        let mut by_field = ByField::default();
-        let mut matched_entries = Matched::default();
-        let mut candidates: Vec<BranchId> = Vec::new();
-        for (i, leaf) in leaves.iter().enumerate() {
-            let field = leaf.field;
-            by_field.entry(field).or_default().push(i as u32);
-            self.fields[field as usize].probe(&leaf.value, |id, entry| {
-                let leaves = matched_entries
-                    .entry((field as u64) << 32 | id as u64)
-                    .or_default();
-                if leaves.is_empty() {
-                    candidates.extend_from_slice(&entry.triggers);
+    /// Records one value of the event and the entries it matches; an entry's first hit wakes
+    /// the branches it triggers.
+    fn add_leaf(&self, s: &mut Scratch, field: FieldId, value: &Scalar, membership: &[(u32, u32)]) {
+        let leaf = s.leaves.len() as u32;
+        let start = s.members.len() as u32;
+        s.members.extend_from_slice(membership);
+        s.leaves.push(LeafInfo {
+            field,
+            members: (start, s.members.len() as u32),
+        });
+        let nested = !membership.is_empty();
+        let Scratch {
+            matched,
+            hits,
+            candidates,
+            folded,
+            ..
+        } = s;
+        self.fields[field as usize].probe(value, folded, |id, entry| {
+            let next = hits.len() as u32;
+            match matched.entry(entry_key(field, id)) {
+                MapEntry::Occupied(o) => {
+                    let h = o.into_mut();
+                    hits.push((leaf, h.first));
+                    h.first = next;
+                    h.nested |= nested;
                 }
-                leaves.push(i as u32);
-            });
-        }
-        candidates.extend_from_slice(&self.always);
-        candidates.sort_unstable();
-        candidates.dedup();
+                MapEntry::Vacant(v) => {
+                    v.insert(Hits {
+                        first: next,
+                        nested,
+                    });
+                    hits.push((leaf, NO_HIT));
+                    let woken_by = entry_key(field, id);
+                    for &trigger in &entry.triggers {
+                        candidates.push(Candidate { trigger, woken_by });
+                    }
+                }
+            }
+        });
+    }
+
+    /// Completes the woken branches once every value has been recorded.
+    fn finish(&self, s: &mut Scratch) -> Vec<&R> {
+        let mut candidates = std::mem::take(&mut s.candidates);
+        candidates.extend(self.always.iter().map(|&trigger| Candidate {
+            trigger,
+            woken_by: NO_FILTER,
+        }));
+        candidates.sort_unstable_by_key(|c| c.trigger.branch);
+        candidates.dedup_by_key(|c| c.trigger.branch);
         // Never sized by the rule count: the per-event cost must not grow with it.
-        let mut matched: Vec<u32> = Vec::new();
-        for bid in candidates {
-            let branch = &self.branches[bid as usize];
+        let mut matched = std::mem::take(&mut s.rules);
+        for &Candidate { trigger, woken_by } in &candidates {
+            let mut nested = false;
+            if trigger.filter != NO_FILTER {
+                match s.matched.get(&trigger.filter) {
+                    Some(h) => nested = h.nested,
+                    None => continue,
+                }
+            }
+            if trigger.whole != NO_RULE {
+                nested |= s.matched.get(&woken_by).is_none_or(|h| h.nested);
+                if !nested {
+                    if matched.last() != Some(&trigger.whole) {
+                        matched.push(trigger.whole);
+                    }
+                    continue;
+                }
+            }
+            let branch = &self.branches[trigger.branch as usize];
             // A rule's branches have consecutive ids, so candidates (sorted) visit them together.
             if matched.last() == Some(&branch.rule) {
                 continue;
             }
-            if branch_matches(branch, &matched_entries, leaves, &by_field) {
+            let slots = &self.slots[branch.slots.0 as usize..branch.slots.1 as usize];
+            if branch_matches(slots, &self.slot_keys, s) {
                 matched.push(branch.rule);
             }
         }
         matched.sort_unstable();
-        matched
-            .into_iter()
-            .map(|r| &self.rules[r as usize])
-            .collect()
+        let rules = matched.iter().map(|&r| &self.rules[r as usize]).collect();
+        s.candidates = candidates;
+        s.rules = matched;
+        rules
     }
 
     /// The number of rules.
@@ -261,77 +413,91 @@ impl<R> Machine<R> {
         let id = self.fields.len() as FieldId;
         self.fields.push(FieldIndex::default());
         self.field_ids.insert(path.to_owned(), id);
-        self.steps.insert(path.to_owned(), (Step::Field(id), 0));
+        self.steps.insert(path.to_owned(), Step::Field(id));
         for (i, _) in path.match_indices('.') {
             self.steps
                 .entry(path[..i].to_owned())
-                .or_insert((Step::Descend, 0));
+                .or_insert(Step::Descend);
         }
         id
-    }
-
-    /// Counts, for each path, the paths one key below it (a plain event has no dotted keys, so
-    /// a path's parent is the path up to its last dot).
-    fn count_children(&mut self) {
-        let parents: Vec<Option<String>> = self
-            .steps
-            .keys()
-            .map(|p| p.rfind('.').map(|i| p[..i].to_owned()))
-            .collect();
-        for parent in parents {
-            match parent {
-                Some(p) => {
-                    if let Some(entry) = self.steps.get_mut(&p) {
-                        entry.1 += 1;
-                    }
-                }
-                None => self.root_children += 1,
-            }
-        }
     }
 
     /// Registers each branch under its most selective required condition, or in `always`
     /// when absence alone can satisfy every condition.
     fn assign_triggers(&mut self) {
         for (bid, branch) in self.branches.iter().enumerate() {
-            let best = branch.slots.iter().filter(|s| !s.absent).min_by_key(|s| {
+            let branch_id = bid as BranchId;
+            let slots = &self.slots[branch.slots.0 as usize..branch.slots.1 as usize];
+            let cost = |s: &Slot| {
                 let index = &self.fields[s.field as usize];
-                s.entries
+                s.keys(&self.slot_keys)
                     .iter()
-                    .map(|&e| index.trigger_cost(e))
+                    .map(|&k| index.trigger_cost(k as EntryId))
                     .sum::<u64>()
-            });
-            match best {
-                Some(slot) => {
-                    let index = &mut self.fields[slot.field as usize];
-                    for &e in &slot.entries {
-                        index.entries[e as usize].triggers.push(bid as BranchId);
-                    }
-                }
-                None => self.always.push(bid as BranchId),
+            };
+            let best = slots
+                .iter()
+                .enumerate()
+                .filter(|(_, s)| !s.absent)
+                .min_by_key(|(_, s)| cost(s));
+            let Some((best_at, slot)) = best else {
+                self.always.push(Trigger {
+                    branch: branch_id,
+                    whole: NO_RULE,
+                    filter: NO_FILTER,
+                });
+                continue;
+            };
+            // The filter: the most selective other required condition with a single matcher.
+            let filter = slots
+                .iter()
+                .enumerate()
+                .filter(|&(i, s)| i != best_at && !s.absent && s.keys.1 - s.keys.0 == 1)
+                .min_by_key(|(_, s)| cost(s));
+            let covered = 1 + usize::from(filter.is_some());
+            let whole = if slots.len() == covered {
+                branch.rule
+            } else {
+                NO_RULE
+            };
+            let filter = filter.map_or(NO_FILTER, |(_, s)| s.keys(&self.slot_keys)[0]);
+            let index = &mut self.fields[slot.field as usize];
+            for &k in slot.keys(&self.slot_keys) {
+                index.entries[k as EntryId as usize].triggers.push(Trigger {
+                    branch: branch_id,
+                    whole,
+                    filter,
+                });
             }
         }
     }
 }
 
+/// Runs `f` with this thread's working memory (or fresh memory, were it in use).
+fn with_scratch<T>(f: impl FnOnce(&mut Scratch) -> T) -> T {
+    SCRATCH.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut scratch) => {
+            let out = f(&mut scratch);
+            scratch.trim();
+            out
+        }
+        Err(_) => f(&mut Scratch::default()),
+    })
+}
+
 /// Whether the matched entries can be combined into a match of `branch`: one value (or, where
 /// allowed, absence) per condition, never taking two values from different elements of the
 /// same array.
-fn branch_matches(
-    branch: &BranchInfo,
-    matched: &Matched,
-    leaves: &[Leaf],
-    by_field: &ByField,
-) -> bool {
-    // Fast path, without allocating: when every condition is required and no value it matched
-    // sits in an array element, any choice of values is consistent.
+fn branch_matches(slots: &[Slot], keys: &[u64], s: &mut Scratch) -> bool {
+    // Fast path: when every condition is required and no value it matched sits in an array
+    // element, any choice of values is consistent.
     let mut simple = true;
-    for slot in &branch.slots {
+    for slot in slots {
         let mut hit = false;
-        for &e in &slot.entries {
-            if let Some(ls) = matched.get(&((slot.field as u64) << 32 | e as u64)) {
+        for k in slot.keys(keys) {
+            if let Some(h) = s.matched.get(k) {
                 hit = true;
-                simple &= ls.iter().all(|&l| leaves[l as usize].membership.is_empty());
+                simple &= !h.nested;
             }
         }
         if !hit && !slot.absent {
@@ -342,71 +508,129 @@ fn branch_matches(
     if simple {
         return true;
     }
-    let mut per_slot: Vec<Vec<u32>> = Vec::with_capacity(branch.slots.len());
-    for slot in &branch.slots {
-        let mut hits = Vec::new();
-        for &e in &slot.entries {
-            if let Some(ls) = matched.get(&((slot.field as u64) << 32 | e as u64)) {
-                hits.extend_from_slice(ls);
-            }
-        }
-        if hits.is_empty() && !slot.absent {
-            return false;
-        }
-        per_slot.push(hits);
+    if !s.by_field_ready && slots.iter().any(|slot| slot.absent) {
+        s.by_field.clear();
+        s.by_field.extend(
+            s.leaves
+                .iter()
+                .enumerate()
+                .map(|(i, l)| (l.field, i as u32)),
+        );
+        s.by_field.sort_unstable();
+        s.by_field_ready = true;
     }
-    search(branch, 0, &per_slot, &mut Vec::new(), leaves, by_field)
+    let mut pinned = std::mem::take(&mut s.pinned);
+    pinned.clear();
+    let found = search(slots, keys, s, &mut pinned);
+    s.pinned = pinned;
+    found
 }
 
-fn search(
-    branch: &BranchInfo,
-    slot: usize,
-    per_slot: &[Vec<u32>],
-    membership: &mut Vec<(u32, u32)>,
-    leaves: &[Leaf],
-    by_field: &ByField,
-) -> bool {
-    let Some(info) = branch.slots.get(slot) else {
+/// Whether the conditions from `slot` on can be met by values consistent with the array
+/// elements `pinned` so far.
+fn search(slots: &[Slot], keys: &[u64], s: &Scratch, pinned: &mut Vec<(u32, u32)>) -> bool {
+    let Some((info, rest)) = slots.split_first() else {
         return true;
     };
-    for &leaf in &per_slot[slot] {
-        let leaf = &leaves[leaf as usize];
-        let Some(added) = consistent(membership, &leaf.membership) else {
+    for k in info.keys(keys) {
+        let Some(h) = s.matched.get(k) else {
             continue;
         };
-        let before = membership.len();
-        membership.extend(added);
-        let ok = search(branch, slot + 1, per_slot, membership, leaves, by_field);
-        membership.truncate(before);
-        if ok {
-            return true;
+        let mut at = h.first;
+        while at != NO_HIT {
+            let (leaf, next) = s.hits[at as usize];
+            at = next;
+            let before = pinned.len();
+            if pin(pinned, s.membership(leaf)) && search(rest, keys, s, pinned) {
+                return true;
+            }
+            pinned.truncate(before);
         }
     }
     if info.absent {
         // Absent unless some value at this path sits in the array elements chosen so far.
-        let present = by_field.get(&info.field).is_some_and(|ls| {
-            ls.iter()
-                .any(|&l| consistent(membership, &leaves[l as usize].membership).is_some())
-        });
+        let from = s.by_field.partition_point(|&(f, _)| f < info.field);
+        let present = s.by_field[from..]
+            .iter()
+            .take_while(|&&(f, _)| f == info.field)
+            .any(|&(_, l)| consistent(pinned, s.membership(l)));
         if !present {
-            return search(branch, slot + 1, per_slot, membership, leaves, by_field);
+            return search(rest, keys, s, pinned);
         }
     }
     false
 }
 
-/// The memberships `field` adds to `so_far`, or `None` if it sits in another element of an
-/// array already pinned.
-fn consistent(so_far: &[(u32, u32)], field: &[(u32, u32)]) -> Option<Vec<(u32, u32)>> {
-    let mut added = Vec::new();
+/// Whether a value with array memberships `field` sits in the elements chosen so far (or in
+/// arrays not yet pinned).
+fn consistent(so_far: &[(u32, u32)], field: &[(u32, u32)]) -> bool {
+    field.iter().all(|&(array, index)| {
+        so_far
+            .iter()
+            .find(|(a, _)| *a == array)
+            .is_none_or(|&(_, i)| i == index)
+    })
+}
+
+/// Adds the memberships of `field` to `pinned`, or gives `false` (leaving `pinned` partly
+/// extended) if it sits in another element of an array already pinned.
+fn pin(pinned: &mut Vec<(u32, u32)>, field: &[(u32, u32)]) -> bool {
     for &(array, index) in field {
-        match so_far.iter().find(|(a, _)| *a == array) {
-            Some(&(_, i)) if i != index => return None,
+        match pinned.iter().find(|(a, _)| *a == array) {
+            Some(&(_, i)) if i != index => return false,
             Some(_) => {}
-            None => added.push((array, index)),
+            None => pinned.push((array, index)),
         }
     }
-    Some(added)
+    true
+}
+
+/// The key of entry `entry` of field `field` in `Scratch::matched`.
+fn entry_key(field: FieldId, entry: EntryId) -> u64 {
+    (field as u64) << 32 | entry as u64
+}
+
+// === impl Slot ===
+
+impl Slot {
+    /// The keys of this condition's entries, given `Machine::slot_keys`.
+    fn keys<'k>(&self, keys: &'k [u64]) -> &'k [u64] {
+        &keys[self.keys.0 as usize..self.keys.1 as usize]
+    }
+}
+
+// === impl Scratch ===
+
+impl Scratch {
+    fn clear(&mut self) {
+        self.leaves.clear();
+        self.members.clear();
+        self.matched.clear();
+        self.hits.clear();
+        self.candidates.clear();
+        self.rules.clear();
+        self.by_field.clear();
+        self.by_field_ready = false;
+    }
+
+    /// Frees what an unusually big event made this memory hold.
+    fn trim(&mut self) {
+        if self
+            .leaves
+            .len()
+            .max(self.hits.len())
+            .max(self.members.len())
+            > SCRATCH_KEEP
+        {
+            *self = Scratch::default();
+        }
+    }
+
+    /// The array memberships of value `leaf`.
+    fn membership(&self, leaf: u32) -> &[(u32, u32)] {
+        let (start, end) = self.leaves[leaf as usize].members;
+        &self.members[start as usize..end as usize]
+    }
 }
 
 // === impl FxHasher ===
@@ -509,11 +733,20 @@ impl FieldIndex {
         }
         self.by_matcher.insert(key, id);
         let scanned = self.scan.last() == Some(&id);
+        let implied = matches!(
+            matcher,
+            Matcher::Exact(_)
+                | Matcher::Literal(_)
+                | Matcher::NumericEquals(_)
+                | Matcher::Prefix(_)
+                | Matcher::Suffix(_)
+        );
         self.entries.push(Entry {
             matcher,
             uses: 1,
             triggers: Vec::new(),
             scanned,
+            implied,
         });
         id
     }
@@ -537,12 +770,12 @@ impl FieldIndex {
         self.ranges.finish();
     }
 
-    /// Calls `hit` for every entry whose matcher accepts `value`.
-    fn probe(&self, value: &Scalar, mut hit: impl FnMut(EntryId, &Entry)) {
+    /// Calls `hit` for every entry whose matcher accepts `value`. `folded` is working space.
+    fn probe(&self, value: &Scalar, folded: &mut String, mut hit: impl FnMut(EntryId, &Entry)) {
         let mut check = |ids: &[EntryId]| {
             for &id in ids {
                 let entry = &self.entries[id as usize];
-                if entry.matcher.matches(value) {
+                if entry.implied || entry.matcher.matches(value) {
                     hit(id, entry);
                 }
             }
@@ -558,8 +791,10 @@ impl FieldIndex {
                     || !self.folded_prefix.map.is_empty()
                     || !self.folded_suffix.map.is_empty()
                 {
-                    let k = fold_key(s);
-                    if let Some(ids) = self.folded.get(&k) {
+                    folded.clear();
+                    fold_key_into(s, folded);
+                    let k = folded.as_str();
+                    if let Some(ids) = self.folded.get(k) {
                         check(ids);
                     }
                     self.folded_prefix.probe(k.as_bytes(), true, &mut check);

@@ -19,7 +19,7 @@ use std::fmt;
 use crate::json::{SyntaxError, Token, Tokenizer};
 
 pub(crate) use cidr::{parse_ip, IpRange};
-pub(crate) use ignore_case::{key as fold_key, Folded};
+pub(crate) use ignore_case::{key_into as fold_key_into, Folded};
 pub(crate) use number::comparable;
 pub(crate) use wildcard::Glob;
 

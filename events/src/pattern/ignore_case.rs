@@ -9,6 +9,9 @@ pub(crate) struct Folded {
     alternatives: Vec<Vec<String>>,
     /// `key` of every accepted value, when one exists (see `key`).
     key: Option<String>,
+    /// The pattern in lower case when it is ASCII: then each character accepts exactly its
+    /// two ASCII cases, so values compare byte by byte without the general search.
+    ascii: Option<String>,
 }
 
 // === impl Folded ===
@@ -39,7 +42,12 @@ impl Folded {
             }
             alternatives.push(alts);
         }
-        Folded { alternatives, key }
+        let ascii = pattern.is_ascii().then(|| pattern.to_ascii_lowercase());
+        Folded {
+            alternatives,
+            key,
+            ascii,
+        }
     }
 
     /// The index key shared by every value this pattern accepts, if there is one.
@@ -48,14 +56,27 @@ impl Folded {
     }
 
     pub(crate) fn equals(&self, value: &str) -> bool {
+        if let Some(p) = &self.ascii {
+            return value.as_bytes().eq_ignore_ascii_case(p.as_bytes());
+        }
         self.ends(value).contains(&value.len())
     }
 
     pub(crate) fn is_prefix_of(&self, value: &str) -> bool {
+        if let Some(p) = &self.ascii {
+            return value
+                .as_bytes()
+                .get(..p.len())
+                .is_some_and(|v| v.eq_ignore_ascii_case(p.as_bytes()));
+        }
         !self.ends(value).is_empty()
     }
 
     pub(crate) fn is_suffix_of(&self, value: &str) -> bool {
+        if let Some(p) = &self.ascii {
+            let v = value.as_bytes();
+            return v.len() >= p.len() && v[v.len() - p.len()..].eq_ignore_ascii_case(p.as_bytes());
+        }
         let mut starts = vec![value.len()];
         for alts in self.alternatives.iter().rev() {
             let mut next = Vec::new();
@@ -102,10 +123,25 @@ impl Folded {
 /// A case-folded form such that every value a pattern accepts has the pattern's key (checked
 /// per pattern in `Folded::new`). It is only an index key; matches are always verified.
 pub(crate) fn key(text: &str) -> String {
-    text.chars()
-        .flat_map(char::to_uppercase)
-        .flat_map(char::to_lowercase)
-        .collect()
+    let mut out = String::new();
+    key_into(text, &mut out);
+    out
+}
+
+/// Appends `key(text)` to `out` (matching reuses one buffer for every value).
+pub(crate) fn key_into(text: &str, out: &mut String) {
+    if text.is_ascii() {
+        // Upper then lower case of an ASCII character is its ASCII lower case.
+        let start = out.len();
+        out.push_str(text);
+        out[start..].make_ascii_lowercase();
+    } else {
+        out.extend(
+            text.chars()
+                .flat_map(char::to_uppercase)
+                .flat_map(char::to_lowercase),
+        );
+    }
 }
 
 #[cfg(test)]

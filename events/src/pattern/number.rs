@@ -5,56 +5,223 @@
 //! else (more precision than a double, or out of range) is compared by its literal text only.
 //! Zero is always positive zero, because the decimal reading has no negative zero.
 
+use std::fmt::Write;
+
 /// The double a JSON number stands for, if it is exactly comparable.
 pub(crate) fn comparable(text: &str) -> Option<f64> {
     let value: f64 = text.parse().ok()?;
     if !value.is_finite() {
         return None;
     }
+    let decimal = Decimal::parse(text)?;
     if value == 0.0 {
         // `-0`, `0.0e5` and friends: the decimal value is zero, and only +0 is used.
-        return normalize(text).map(|_| 0.0);
+        return Some(0.0);
     }
-    let shortest = format!("{value:e}");
-    if normalize(text)? == normalize(&shortest)? {
-        Some(value)
-    } else {
-        None
+    let significant = decimal.significant();
+    if significant > MAX_DIGITS {
+        // No double's shortest form has more significant digits.
+        return None;
+    }
+    // Distinct decimals of at most 15 significant digits (`f64::DIGITS`) have distinct nearest
+    // doubles in the normal range, so such a text is the shortest form of its double: no need
+    // to format it (most numbers in events take this path).
+    if significant <= f64::DIGITS as usize && (1e-300..=1e300).contains(&value.abs()) {
+        return Some(value);
+    }
+    if let Some(shortest) = is_shortest(&decimal, value) {
+        return shortest.then_some(value);
+    }
+    let mut shortest = StackText::default();
+    if write!(shortest, "{value:e}").is_err() {
+        return None;
+    }
+    Decimal::parse(shortest.as_str())?
+        .same_value(&decimal)
+        .then_some(value)
+}
+
+/// Whether `decimal` (which `value`, a normal non-zero double, is the nearest double to) is the
+/// shortest form of `value` — the fewest significant digits that read back as `value`, the
+/// closest to it among those — decided in exact integer arithmetic; `None` when that does not
+/// fit in 128 bits or near the edges this does not handle (then formatting decides).
+///
+/// With `n` significant digits, `decimal` is the shortest form exactly when neither
+/// neighbouring decimal of `n - 1` digits reads back as `value` (if none does, no shorter
+/// decimal does: the values reading back as `value` form an interval around `decimal`), and
+/// neither neighbouring `n`-digit decimal that reads back as `value` is closer to it.
+fn is_shortest(decimal: &Decimal, value: f64) -> Option<bool> {
+    let bits = value.abs().to_bits();
+    let biased = (bits >> 52) as i64;
+    if biased == 0 || bits & ((1 << 52) - 1) == 0 {
+        // Subnormal, or a power of two (the interval below it is narrower).
+        return None;
+    }
+    let m = u128::from(bits & ((1 << 52) - 1) | 1 << 52);
+    let e = biased - 1075;
+    let n = decimal.significant();
+    let mut digits = 0u64;
+    for d in decimal.digits() {
+        digits = digits.checked_mul(10)?.checked_add(u64::from(d - b'0'))?;
+    }
+    let p = decimal.point - n as i64;
+    // Away from a power of ten, where the `n`-digit spacing changes.
+    let low = 10u64.checked_pow(u32::try_from(n).ok()?.checked_sub(1)?)?;
+    if digits <= low + 1 || digits.checked_add(1)? >= low.checked_mul(10)? {
+        return None;
+    }
+    // Everything times 2^a × 10^b, which makes every quantity below an integer.
+    let a = u32::try_from((1 - e).max(0)).ok()?;
+    let b = u32::try_from((-p).max(0)).ok()?;
+    let pow2 = |k: u32| 1u128.checked_shl(k).filter(|_| k < 127);
+    let pow10 = |k: i64| 10u128.checked_pow(u32::try_from(k).ok()?);
+    let ten_b = pow10(b.into())?;
+    let v = m
+        .checked_mul(pow2(u32::try_from(e.max(1)).ok()?)?)?
+        .checked_mul(ten_b)?;
+    let half = pow2(u32::try_from(e.max(1) - 1).ok()?)?.checked_mul(ten_b)?;
+    let step = pow10(p + i64::from(b))?.checked_mul(pow2(a)?)?;
+    let d = u128::from(digits).checked_mul(step)?;
+    let coarse = step.checked_mul(10)?;
+    let below = u128::from(digits / 10).checked_mul(coarse)?;
+    let above = below.checked_add(coarse)?;
+    let even = m % 2 == 0;
+    let reads_back = |x: u128| {
+        let off = x.abs_diff(v);
+        off < half || (off == half && even)
+    };
+    if reads_back(below) || reads_back(above) {
+        return Some(false);
+    }
+    let off = d.abs_diff(v);
+    for neighbour in [d - step, d.checked_add(step)?] {
+        if reads_back(neighbour) {
+            let other = neighbour.abs_diff(v);
+            if other == off {
+                return None;
+            }
+            if other < off {
+                return Some(false);
+            }
+        }
+    }
+    Some(true)
+}
+
+/// Most significant digits a double's shortest decimal form has.
+const MAX_DIGITS: usize = 17;
+
+/// A decimal text taken apart without allocating: value = ±0.(significant digits) ×
+/// 10^`point`, the significant digits being `mantissa[first..=last]` without its `.`.
+struct Decimal<'a> {
+    negative: bool,
+    mantissa: &'a [u8],
+    /// Where the first and last non-zero digits are; `None` for zero.
+    span: Option<(usize, usize)>,
+    dot: Option<usize>,
+    point: i64,
+}
+
+impl<'a> Decimal<'a> {
+    /// `None` when the exponent is not an `i64`, or the mantissa has other characters than
+    /// digits and a point (no such text spells a double's shortest form).
+    fn parse(text: &'a str) -> Option<Decimal<'a>> {
+        let (negative, unsigned) = match text.strip_prefix('-') {
+            Some(r) => (true, r),
+            None => (false, text),
+        };
+        let bytes = unsigned.as_bytes();
+        let (mantissa, exponent) = match bytes.iter().position(|&c| c | 0x20 == b'e') {
+            Some(i) => (&bytes[..i], unsigned[i + 1..].parse::<i64>().ok()?),
+            None => (bytes, 0),
+        };
+        let (mut dot, mut first, mut last) = (None, None, 0);
+        for (i, &c) in mantissa.iter().enumerate() {
+            match c {
+                b'1'..=b'9' => {
+                    first.get_or_insert(i);
+                    last = i;
+                }
+                b'0' => {}
+                b'.' => dot = Some(i),
+                _ => return None,
+            }
+        }
+        let span = first.map(|f| (f, last));
+        let int_digits = dot.unwrap_or(mantissa.len()) as i64;
+        let leading = first.map_or(0, |f| f - usize::from(dot.is_some_and(|d| d < f))) as i64;
+        Some(Decimal {
+            negative,
+            mantissa,
+            span,
+            dot,
+            point: int_digits.saturating_add(exponent).saturating_sub(leading),
+        })
+    }
+
+    /// The significant digits (none for zero).
+    fn digits(&self) -> impl Iterator<Item = u8> + '_ {
+        let run = self.span.map_or(&[][..], |(f, l)| &self.mantissa[f..=l]);
+        run.iter().copied().filter(|&c| c != b'.')
+    }
+
+    fn significant(&self) -> usize {
+        match self.span {
+            None => 0,
+            Some((f, l)) => l - f + 1 - usize::from(self.dot.is_some_and(|d| f < d && d < l)),
+        }
+    }
+
+    /// Whether both texts spell the same decimal value (all zeros are the same).
+    fn same_value(&self, other: &Decimal) -> bool {
+        match (self.span, other.span) {
+            (None, None) => true,
+            (Some(_), Some(_)) => {
+                self.negative == other.negative
+                    && self.point == other.point
+                    && self.significant() == other.significant()
+                    && self.digits().zip(other.digits()).all(|(a, b)| a == b)
+            }
+            _ => false,
+        }
     }
 }
 
-/// The canonical `(negative, significant digits, exponent)` of a decimal text, so that two
-/// spellings of the same decimal value compare equal. Zero has no digits.
-fn normalize(text: &str) -> Option<(bool, String, i64)> {
-    let (negative, rest) = match text.strip_prefix('-') {
-        Some(r) => (true, r),
-        None => (false, text),
-    };
-    let (mantissa, exponent) = match rest.find(['e', 'E']) {
-        Some(i) => (&rest[..i], rest[i + 1..].parse::<i64>().ok()?),
-        None => (rest, 0),
-    };
-    let (int_part, frac_part) = match mantissa.find('.') {
-        Some(i) => (&mantissa[..i], &mantissa[i + 1..]),
-        None => (mantissa, ""),
-    };
-    let mut digits: String = int_part.chars().chain(frac_part.chars()).collect();
-    // Value = 0.digits * 10^(len(int_part) + exponent)
-    let mut point = int_part.len() as i64 + exponent;
-    let leading = digits.len() - digits.trim_start_matches('0').len();
-    digits.drain(..leading);
-    point -= leading as i64;
-    let trimmed = digits.trim_end_matches('0').len();
-    digits.truncate(trimmed);
-    if digits.is_empty() {
-        return Some((false, String::new(), 0));
+/// A short text formatted on the stack (a double's shortest `{:e}` form takes at most 25
+/// bytes).
+struct StackText {
+    buf: [u8; 40],
+    len: usize,
+}
+
+impl Default for StackText {
+    fn default() -> Self {
+        StackText {
+            buf: [0; 40],
+            len: 0,
+        }
     }
-    Some((negative, digits, point))
+}
+
+impl StackText {
+    fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.buf[..self.len]).unwrap_or_default()
+    }
+}
+
+impl Write for StackText {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        let end = self.len + s.len();
+        let room = self.buf.get_mut(self.len..end).ok_or(std::fmt::Error)?;
+        room.copy_from_slice(s.as_bytes());
+        self.len = end;
+        Ok(())
+    }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::comparable;
+    use super::{comparable, is_shortest, Decimal};
 
     #[test]
     fn spellings_of_the_same_double() {
@@ -74,5 +241,37 @@ mod tests {
         assert_eq!(comparable("9007199254740992"), Some(9007199254740992.0));
         assert_eq!(comparable("1e400"), None);
         assert_eq!(comparable("1.7976931348623157e308"), Some(f64::MAX));
+        assert_eq!(comparable("-122.42916360922355"), Some(-122.42916360922355));
+        assert_eq!(
+            comparable("-122.429163609223550"),
+            Some(-122.42916360922355)
+        );
+        assert_eq!(comparable("0e99999999999999999999"), None);
+        assert_eq!(comparable("5e-324"), Some(5e-324));
+    }
+
+    #[test]
+    fn shortest_form_without_formatting() {
+        let decide = |text: &str| {
+            let value: f64 = text.parse().unwrap();
+            is_shortest(&Decimal::parse(text).unwrap(), value)
+        };
+        assert_eq!(decide("-122.42916360922355"), Some(true));
+        assert_eq!(decide("37.729900216217324"), Some(true));
+        // A shorter form reads back as the same double.
+        assert_eq!(decide("0.30000000000000001"), Some(false));
+        assert_eq!(decide("-122.429163609223550"), Some(true));
+        for text in [
+            "-122.42916360922355",
+            "0.1",
+            "123.456",
+            "37.729900216217324",
+        ] {
+            let value: f64 = text.parse().unwrap();
+            let shortest = format!("{value:e}");
+            assert!(Decimal::parse(&shortest)
+                .unwrap()
+                .same_value(&Decimal::parse(text).unwrap()));
+        }
     }
 }
