@@ -6,7 +6,7 @@
 //! - `module/echo`: the `echo.wat` fixture, which parses and rewrites a small event JSON.
 //! - `component/http`: the `http.wat` fixture, a `wasi:http/incoming-handler` component that
 //!   answers 202: store, WASI and `wasi:http` contexts, the request and response resources,
-//!   instantiation on a blocking thread (as the data plane runs it) and the handler's call.
+//!   instantiation and the handler's call on the calling task (as the data plane runs it).
 //!
 //! The fixtures are compiled once, as a function version is. `cargo bench -p trellis-functions
 //! --bench wasm`.

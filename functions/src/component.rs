@@ -5,7 +5,11 @@
 //! They share the rules of preview-1 modules (see [`crate::wasm`]): the process's one engine
 //! (pooling allocator, epoch ticker), a [`ProxyPre`] compiled and linked once per component file,
 //! a fresh [`Store`] per request with linear memory capped at the function's `MemorySize` and
-//! an epoch deadline at its timeout. The guest gets WASI preview 2 with no preopened
+//! a deadline at its timeout. Unlike modules, a component runs on the calling task, on a wasmtime
+//! fiber (async bindings): no hop to the blocking pool and back, which cost more than the guest
+//! itself. The guest yields to the runtime at every epoch tick, so a busy guest never holds a
+//! runtime thread (a current-thread runtime included) for longer than a tick, and it is
+//! interrupted there once its deadline has passed. The guest gets WASI preview 2 with no preopened
 //! directories, no sockets, no name lookups and only the function's own environment variables;
 //! its stdout and stderr are the function's log. Outgoing `wasi:http` requests are refused
 //! (`HTTP-request-denied`) unless the function's environment variable
@@ -17,11 +21,11 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use wasmtime::component::{Component, Linker, ResourceTable};
-use wasmtime::{Store, Trap};
+use wasmtime::{Store, Trap, UpdateDeadline};
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 use wasmtime_wasi_http::p2::bindings::http::types::{ErrorCode, Scheme};
-use wasmtime_wasi_http::p2::bindings::sync::ProxyPre;
+use wasmtime_wasi_http::p2::bindings::ProxyPre;
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
 
 use crate::wasm::{describe, MemoryCap, MAX_WASM32_MEMORY, TICK};
@@ -130,14 +134,16 @@ impl WasiHttpHooks for Hooks {
     }
 }
 
-/// The linker every component is linked with: WASI preview 2 (sync bindings, run on a
-/// blocking thread) and `wasi:http`.
+/// The linker every component is linked with: WASI preview 2 and `wasi:http`, async bindings
+/// so that the guest runs on the caller's task and a host call that waits (a `poll`, an
+/// outgoing request) suspends the guest's fiber instead of blocking a runtime thread.
 fn linker() -> &'static Linker<State> {
     static LINKER: std::sync::OnceLock<Linker<State>> = std::sync::OnceLock::new();
     LINKER.get_or_init(|| {
         let mut linker = Linker::new(crate::wasm::engine());
-        wasmtime_wasi::p2::add_to_linker_sync(&mut linker).expect("WASI preview 2 links");
-        wasmtime_wasi_http::p2::add_only_http_to_linker_sync(&mut linker).expect("wasi:http links");
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker).expect("WASI preview 2 links");
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)
+            .expect("wasi:http links");
         linker
     })
 }
@@ -212,7 +218,7 @@ pub struct HttpRun {
     pub memory_used: usize,
 }
 
-/// How the guest's part ended, on its blocking thread.
+/// How the guest's part ended.
 struct GuestDone {
     result: wasmtime::Result<()>,
     instantiate: Duration,
@@ -224,7 +230,8 @@ type Outparam = Result<hyper::Response<wasmtime_wasi_http::p2::body::HyperOutgoi
 
 impl HttpComponent {
     /// Instantiates the component in a fresh store and hands it `call.request`; the guest runs
-    /// on a blocking thread while this task takes its response. The whole body is buffered.
+    /// on this task (see the module's documentation) while the same task takes its response.
+    /// The whole body is buffered.
     pub async fn handle(self: &Arc<Self>, call: HttpCall<'_>) -> HttpRun {
         let started = Instant::now();
         let log = MemoryOutputPipe::new(LOG_CAPACITY);
@@ -256,8 +263,17 @@ impl HttpComponent {
             },
         );
         store.limiter(|s| &mut s.limits);
-        let ticks = call.timeout.as_nanos().div_ceil(TICK.as_nanos()).max(1) as u64;
-        store.set_epoch_deadline(ticks);
+        // At every epoch tick the guest gives its thread back to the runtime, so other tasks
+        // run even on a current-thread runtime; once its time is up it stops there instead.
+        let end = started + call.timeout;
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(move |_| {
+            Ok(if Instant::now() >= end {
+                UpdateDeadline::Interrupt
+            } else {
+                UpdateDeadline::YieldCustom(1, Box::pin(tokio::task::yield_now()))
+            })
+        });
 
         let mut request = call.request;
         if request.uri().authority().is_none()
@@ -290,15 +306,22 @@ impl HttpComponent {
                 }
             }
         };
-        let pre = self.pre.clone();
-        let guest = tokio::task::spawn_blocking(move || {
-            let result = pre.instantiate(&mut store);
+
+        // The store lives in this future, so it is dropped as soon as the guest is done: that
+        // closes the outparam and the response body if the guest left them open.
+        let pre = &self.pre;
+        let guest = async move {
+            let result = pre.instantiate_async(&mut store).await;
             let instantiate = started.elapsed();
-            let result = result.and_then(|proxy| {
-                proxy
-                    .wasi_http_incoming_handler()
-                    .call_handle(&mut store, req, out)
-            });
+            let result = match result {
+                Ok(proxy) => {
+                    proxy
+                        .wasi_http_incoming_handler()
+                        .call_handle(&mut store, req, out)
+                        .await
+                }
+                Err(e) => Err(e),
+            };
             let limits = &store.data().limits;
             GuestDone {
                 result,
@@ -306,10 +329,11 @@ impl HttpComponent {
                 denied: limits.denied,
                 peak: limits.peak,
             }
-        });
-
-        // The deadline stops guest code; this also bounds a guest blocked in a host call.
-        let deadline = tokio::time::Instant::from_std(started) + call.timeout + TICK * 40;
+        };
+        // Boxed: the guest's future is large, and moving it with this one (into a runtime's
+        // task or `block_on`) would copy it.
+        let mut guest = Box::pin(catch_panic(guest, started));
+        let max_response = call.max_response;
         let answer = async {
             let Ok(set) = rx.await else {
                 // The store (and so the outparam) is gone: the guest's end says why.
@@ -318,7 +342,7 @@ impl HttpComponent {
             Some(match set {
                 Ok(resp) => {
                     let (parts, body) = resp.into_parts();
-                    match Limited::new(body, call.max_response).collect().await {
+                    match Limited::new(body, max_response).collect().await {
                         Ok(b) => {
                             HttpEnded::Response(http::Response::from_parts(parts, b.to_bytes()))
                         }
@@ -326,7 +350,7 @@ impl HttpComponent {
                             if e.downcast_ref::<http_body_util::LengthLimitError>()
                                 .is_some()
                             {
-                                HttpEnded::TooLarge(call.max_response + 1)
+                                HttpEnded::TooLarge(max_response + 1)
                             } else {
                                 // The guest died mid-body; its end says why.
                                 HttpEnded::Trap(format!("the response body failed: {e}"))
@@ -337,35 +361,36 @@ impl HttpComponent {
                 Err(code) => HttpEnded::ErrorCode(format!("{code:?}")),
             })
         };
-        let answered = match tokio::time::timeout_at(deadline, answer).await {
-            Ok(a) => a,
-            Err(_) => Some(HttpEnded::TimedOut),
-        };
-        let timed_out = matches!(answered, Some(HttpEnded::TimedOut));
-        let done = if timed_out {
-            None
-        } else {
-            match tokio::time::timeout_at(deadline, guest).await {
-                Ok(Ok(done)) => Some(done),
-                Ok(Err(e)) => Some(GuestDone {
-                    result: Err(wasmtime::Error::msg(e.to_string())),
-                    instantiate: started.elapsed(),
-                    denied: false,
-                    peak: 0,
-                }),
-                Err(_) => None,
+
+        // The guest and the reader of its response take turns on this task: the body is
+        // read while the guest writes it. The epoch callback stops guest code at the timeout;
+        // this deadline also bounds a guest waiting in a host call.
+        let deadline = tokio::time::Instant::from_std(end) + TICK * 40;
+        let sleep = tokio::time::sleep_until(deadline);
+        tokio::pin!(answer, sleep);
+        let (mut done, mut answered) = (None, None);
+        while done.is_none() || answered.is_none() {
+            tokio::select! {
+                biased;
+                d = &mut guest, if done.is_none() => done = Some(d),
+                a = &mut answer, if answered.is_none() => answered = Some(a),
+                () = &mut sleep => break,
             }
-        };
-        let Some(done) = done else {
-            return HttpRun {
-                ended: match answered {
-                    Some(HttpEnded::Response(r)) => HttpEnded::Response(r),
-                    _ => HttpEnded::TimedOut,
-                },
-                log: log.contents(),
-                instantiate: None,
-                memory_used: 0,
-            };
+        }
+        let answered = answered.unwrap_or(Some(HttpEnded::TimedOut));
+        let done = match done {
+            Some(done) if !matches!(answered, Some(HttpEnded::TimedOut)) => done,
+            _ => {
+                return HttpRun {
+                    ended: match answered {
+                        Some(HttpEnded::Response(r)) => HttpEnded::Response(r),
+                        _ => HttpEnded::TimedOut,
+                    },
+                    log: log.contents(),
+                    instantiate: None,
+                    memory_used: 0,
+                };
+            }
         };
         let failure = match done.result {
             Ok(()) => None,
@@ -395,6 +420,38 @@ impl HttpComponent {
             memory_used: done.peak,
         }
     }
+}
+
+/// Runs `guest`, turning a panic in a host function into a failed run, as a panic on the
+/// blocking pool used to be, instead of unwinding through the caller's task.
+async fn catch_panic(
+    guest: impl std::future::Future<Output = GuestDone>,
+    started: Instant,
+) -> GuestDone {
+    let mut guest = std::pin::pin!(guest);
+    let polled = std::future::poll_fn(|cx| {
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| guest.as_mut().poll(cx))) {
+            Ok(std::task::Poll::Ready(done)) => std::task::Poll::Ready(Ok(done)),
+            Ok(std::task::Poll::Pending) => std::task::Poll::Pending,
+            Err(panic) => std::task::Poll::Ready(Err(panic)),
+        }
+    })
+    .await;
+    polled.unwrap_or_else(|panic| {
+        let message = panic
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "a host function panicked".to_string());
+        GuestDone {
+            result: Err(wasmtime::Error::msg(format!(
+                "the host panicked: {message}"
+            ))),
+            instantiate: started.elapsed(),
+            denied: false,
+            peak: 0,
+        }
+    })
 }
 
 #[cfg(test)]
@@ -453,6 +510,72 @@ mod tests {
         assert!(message.contains("unreachable"), "{message}");
         let run = handle(&component("(return)"), 1000).await;
         assert!(matches!(run.ended, HttpEnded::NoResponse));
+    }
+
+    /// The guest runs on the caller's thread: on a current-thread runtime a busy guest must
+    /// still let the runtime's other tasks run, and its timeout must still fire.
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_busy_guest_does_not_hold_a_current_thread_runtime() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let beats = Arc::new(AtomicUsize::new(0));
+        let counter = beats.clone();
+        let heartbeat = tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                counter.fetch_add(1, Ordering::Relaxed);
+            }
+        });
+        let started = Instant::now();
+        let run = handle(&component("(loop $l (br $l))"), 300).await;
+        assert!(matches!(run.ended, HttpEnded::TimedOut));
+        assert!(started.elapsed() < Duration::from_secs(2));
+        let beats = beats.load(Ordering::Relaxed);
+        assert!(beats >= 5, "only {beats} heartbeats while the guest looped");
+        heartbeat.abort();
+        let run = handle(&component(""), 1000).await;
+        assert!(matches!(run.ended, HttpEnded::Response(_)));
+    }
+
+    #[tokio::test]
+    async fn memory_is_capped_at_memory_size() {
+        let text = std::fs::read_to_string(FIXTURE).unwrap();
+        let text = text
+            .replace(
+                "(func (export \"handle\")",
+                "(memory 1) (func (export \"handle\")",
+            )
+            .replace(
+                ";; BEFORE",
+                "(if (i32.lt_s (memory.grow (i32.const 1000)) (i32.const 0)) (then unreachable))",
+            );
+        let c = Arc::new(compile(&wat::parse_str(text).unwrap(), "http.wasm").unwrap());
+        let run = c
+            .handle(HttpCall {
+                request: http::Request::new(Bytes::new()),
+                memory_mb: 16,
+                timeout: Duration::from_secs(1),
+                variables: &[],
+                max_response: 1 << 20,
+            })
+            .await;
+        let HttpEnded::OutOfMemory(message) = run.ended else {
+            panic!("the growth was not refused")
+        };
+        assert!(message.contains("unreachable"), "{message}");
+    }
+
+    /// The data plane spawns request handling on a multi-thread runtime.
+    #[test]
+    fn handling_a_request_is_send() {
+        fn send<T: Send>(_: T) {}
+        let c = Arc::new(compile(&component(""), "http.wasm").unwrap());
+        send(c.handle(HttpCall {
+            request: http::Request::new(Bytes::new()),
+            memory_mb: 128,
+            timeout: Duration::from_secs(1),
+            variables: &[],
+            max_response: 1 << 20,
+        }));
     }
 
     #[test]
