@@ -114,9 +114,15 @@ async fn rules_match_in_priority_order_before_the_default_action() {
         "GET",
         &dns,
         "/x",
-        &[("x-amzn-lattice-target", "forged")],
+        &[
+            ("x-amzn-lattice-target", "forged"),
+            ("x-forwarded-port", "9999"),
+            ("x-forwarded-proto", "gopher"),
+            ("x-forwarded-for", "10.0.0.1"),
+        ],
     )
     .await;
+    assert_eq!(r.json()["repeated"], serde_json::json!([]), "{}", r.json());
     let h = &r.json()["headers"];
     assert!(h["x-amzn-lattice-target"]
         .as_str()
@@ -124,7 +130,7 @@ async fn rules_match_in_priority_order_before_the_default_action() {
         .contains(&format!(
             "TargetGroupArn=arn:aws:vpc-lattice:us-east-1:000000000000:targetgroup/{tg_stable}"
         )));
-    assert_eq!(h["x-forwarded-for"], "127.0.0.1");
+    assert_eq!(h["x-forwarded-for"], "10.0.0.1, 127.0.0.1");
     assert_eq!(h["x-forwarded-port"], "80");
     assert_eq!(h["x-forwarded-proto"], "http");
 }

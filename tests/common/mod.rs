@@ -182,7 +182,16 @@ impl Echo {
                                     )
                                 })
                                 .collect();
+                            // Names the target received more than once.
+                            let mut repeated: Vec<&str> = req
+                                .headers()
+                                .keys()
+                                .filter(|k| req.headers().get_all(*k).iter().count() > 1)
+                                .map(|k| k.as_str())
+                                .collect();
+                            repeated.dedup();
                             let body = json!({
+                                "repeated": repeated,
                                 "name": name,
                                 "method": req.method().as_str(),
                                 "path": req.uri().path(),

@@ -69,8 +69,17 @@ thread_local! {
 
 /// Sends `req` (origin-form URI, `Host` set) to `target` on a pooled connection or a new one.
 /// The response's body reads the rest of the message from the connection.
-pub async fn send(target: SocketAddr, req: Request<Body>) -> Result<Response<Body>, BoxError> {
+/// `added` are written after the request's own headers (the upgrade path, on hyper's client,
+/// puts them in the request's map).
+pub async fn send(
+    target: SocketAddr,
+    mut req: Request<Body>,
+    added: &[(HeaderName, HeaderValue)],
+) -> Result<Response<Body>, BoxError> {
     if req.headers().contains_key(header::UPGRADE) {
+        for (name, value) in added {
+            req.headers_mut().insert(name.clone(), value.clone());
+        }
         return send_upgrade(target, req).await;
     }
     let (parts, mut body) = req.into_parts();
@@ -80,7 +89,7 @@ pub async fn send(target: SocketAddr, req: Request<Body>) -> Result<Response<Bod
     };
     let mut out = std::mem::take(&mut conn.write);
     out.clear();
-    let chunked = encode_head(&parts.method, &parts.uri, &parts.headers, &body, &mut out);
+    let chunked = encode_head(&parts, added, &body, &mut out);
     // What of the body is at hand goes out with the head; a body that is all here can be
     // written again to a new connection if a pooled one turns out to have been closed.
     let whole = gather_ready(&mut body, chunked, &mut out)?;
@@ -97,9 +106,10 @@ pub async fn send(target: SocketAddr, req: Request<Body>) -> Result<Response<Bod
         }
     };
     conn.write = out;
-    let framing = framing(head_only, &head)?;
+    let Head { resp, meta } = head;
+    let framing = meta.framing(head_only, resp.status())?;
     let mut body = UpstreamBody {
-        reusable: framing.delimited() && keep_alive(&head),
+        reusable: framing.delimited() && meta.keep_alive,
         conn: Some(conn),
         target,
         framing,
@@ -109,7 +119,7 @@ pub async fn send(target: SocketAddr, req: Request<Body>) -> Result<Response<Bod
     if matches!(body.framing, Framing::Length(0)) {
         body.finish();
     }
-    Ok(head.map(|()| body.boxed()))
+    Ok(resp.map(|()| body.boxed()))
 }
 
 /// Why an exchange failed, and whether nothing at all had come back (so a whole request can be
@@ -126,7 +136,7 @@ async fn exchange(
     body: &mut Body,
     whole: bool,
     chunked: bool,
-) -> Result<Response<()>, Failure> {
+) -> Result<Head, Failure> {
     let fail = |err: io::Error| Failure {
         untouched: closed_early(&err),
         err,
@@ -146,7 +156,7 @@ async fn exchange(
             untouched: conn.read.is_empty() && closed_early(&err),
             err,
         })?;
-        match head.status().as_u16() {
+        match head.resp.status().as_u16() {
             101 => {
                 return Err(Failure {
                     err: io::Error::other("the target switched protocols without being asked"),
@@ -174,17 +184,23 @@ fn closed_early(err: &io::Error) -> bool {
 /// Writes the request line and headers into `out`, adding the body's framing; says whether the
 /// body goes chunked.
 fn encode_head(
-    method: &Method,
-    uri: &http::Uri,
-    headers: &HeaderMap,
+    parts: &http::request::Parts,
+    added: &[(HeaderName, HeaderValue)],
     body: &Body,
     out: &mut Vec<u8>,
 ) -> bool {
+    let (method, headers) = (&parts.method, &parts.headers);
     out.extend_from_slice(method.as_str().as_bytes());
     out.push(b' ');
-    out.extend_from_slice(uri.path_and_query().map_or("/", |p| p.as_str()).as_bytes());
+    out.extend_from_slice(
+        parts
+            .uri
+            .path_and_query()
+            .map_or("/", |p| p.as_str())
+            .as_bytes(),
+    );
     out.extend_from_slice(b" HTTP/1.1\r\n");
-    for (name, value) in headers {
+    for (name, value) in headers.iter().chain(added.iter().map(|(n, v)| (n, v))) {
         out.extend_from_slice(name.as_str().as_bytes());
         out.extend_from_slice(b": ");
         out.extend_from_slice(value.as_bytes());
@@ -280,7 +296,7 @@ fn encode_frame(frame: Frame<Bytes>, chunked: bool, out: &mut Vec<u8>) {
 
 /// Reads until a whole response head is in the buffer, and parses it; the buffer keeps what
 /// follows the head.
-async fn read_head(conn: &mut Conn) -> io::Result<Response<()>> {
+async fn read_head(conn: &mut Conn) -> io::Result<Head> {
     loop {
         if !conn.read.is_empty() {
             if let Some(head) = parse_head(&mut conn.read)? {
@@ -300,11 +316,71 @@ async fn read_head(conn: &mut Conn) -> io::Result<Response<()>> {
     }
 }
 
+/// A parsed response head: the response (without hop-by-hop headers) and what its
+/// hop-by-hop and framing headers said.
+struct Head {
+    resp: Response<()>,
+    meta: Meta,
+}
+
+/// The headers that frame the message and manage the connection, read while parsing: they
+/// are not forwarded, and looking them up again in the header map would cost as much as
+/// parsing them.
+#[derive(Default)]
+struct Meta {
+    /// `Content-Length`, when given (all values agreeing), or the error it makes.
+    length: Option<Result<u64, &'static str>>,
+    /// `Transfer-Encoding` was given; whether its last coding is `chunked`.
+    transfer_encoding: Option<bool>,
+    keep_alive: bool,
+}
+
+impl Meta {
+    /// How the body ends (RFC 9112 §6.3).
+    fn framing(&self, head_only: bool, status: StatusCode) -> io::Result<Framing> {
+        if head_only || status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED {
+            return Ok(Framing::Length(0));
+        }
+        Ok(match (self.transfer_encoding, self.length) {
+            (Some(true), _) => Framing::Chunked(Chunk::Size),
+            (Some(false), _) => Framing::Close,
+            (None, Some(Ok(n))) => Framing::Length(n),
+            (None, Some(Err(e))) => return Err(invalid(e.into())),
+            (None, None) => Framing::Close,
+        })
+    }
+}
+
+/// Hop-by-hop response headers: used here, never forwarded.
+enum Hop {
+    ContentLength,
+    TransferEncoding,
+    Connection,
+    /// `keep-alive`, `proxy-connection`, `trailer`, `upgrade`: dropped.
+    Other,
+}
+
+fn hop(name: &[u8]) -> Option<Hop> {
+    let is = |n: &str| name.eq_ignore_ascii_case(n.as_bytes());
+    // Names are compared only when their length matches one of ours.
+    match name.len() {
+        14 if is("content-length") => Some(Hop::ContentLength),
+        17 if is("transfer-encoding") => Some(Hop::TransferEncoding),
+        10 if is("connection") => Some(Hop::Connection),
+        10 if is("keep-alive") => Some(Hop::Other),
+        16 if is("proxy-connection") => Some(Hop::Other),
+        7 if is("trailer") || is("upgrade") => Some(Hop::Other),
+        _ => None,
+    }
+}
+
 /// Parses a response head from the front of `buf` and removes it; `None` while incomplete.
-fn parse_head(buf: &mut BytesMut) -> io::Result<Option<Response<()>>> {
-    // Where each name and value lies in the head, so the head can be split off the buffer and
-    // shared by the values instead of each being copied.
+fn parse_head(buf: &mut BytesMut) -> io::Result<Option<Head>> {
+    // Where each forwarded name and value lies in the head, so the head can be split off the
+    // buffer and shared by the values instead of each being copied.
     let mut spans = [(0u32, 0u32, 0u32, 0u32); MAX_HEADERS];
+    let mut meta = Meta::default();
+    let mut named = false;
     let (len, code, minor, count) = {
         let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
         let mut parsed = httparse::Response::new(&mut slots);
@@ -313,16 +389,45 @@ fn parse_head(buf: &mut BytesMut) -> io::Result<Option<Response<()>>> {
             Ok(httparse::Status::Partial) => return Ok(None),
             Err(e) => return Err(invalid(format!("invalid response head: {e}"))),
         };
+        let (mut close, mut keep_alive) = (false, false);
         let base = buf.as_ptr() as usize;
-        for (span, h) in spans.iter_mut().zip(parsed.headers.iter()) {
-            *span = (
-                (h.name.as_ptr() as usize - base) as u32,
-                h.name.len() as u32,
-                (h.value.as_ptr() as usize - base) as u32,
-                h.value.len() as u32,
-            );
+        let mut count = 0;
+        for h in parsed.headers.iter() {
+            match hop(h.name.as_bytes()) {
+                None => {
+                    spans[count] = (
+                        (h.name.as_ptr() as usize - base) as u32,
+                        h.name.len() as u32,
+                        (h.value.as_ptr() as usize - base) as u32,
+                        h.value.len() as u32,
+                    );
+                    count += 1;
+                }
+                Some(Hop::ContentLength) => {
+                    meta.length = Some(content_length(meta.length, h.value))
+                }
+                Some(Hop::TransferEncoding) => {
+                    let last = h.value.rsplit(|b| *b == b',').next().unwrap_or(b"");
+                    meta.transfer_encoding =
+                        Some(last.trim_ascii().eq_ignore_ascii_case(b"chunked"));
+                }
+                Some(Hop::Connection) => {
+                    for token in h.value.split(|b| *b == b',').map(<[u8]>::trim_ascii) {
+                        if token.eq_ignore_ascii_case(b"close") {
+                            close = true;
+                        } else if token.eq_ignore_ascii_case(b"keep-alive") {
+                            keep_alive = true;
+                        } else if !token.is_empty() && !token.eq_ignore_ascii_case(b"upgrade") {
+                            named = true;
+                        }
+                    }
+                }
+                Some(Hop::Other) => {}
+            }
         }
-        (len, parsed.code, parsed.version, parsed.headers.len())
+        // HTTP/1.1 keeps the connection unless told to close it; HTTP/1.0 only when asked to.
+        meta.keep_alive = !close && (parsed.version != Some(0) || keep_alive);
+        (len, parsed.code, parsed.version, count)
     };
     let status = code
         .and_then(|c| StatusCode::from_u16(c).ok())
@@ -337,6 +442,23 @@ fn parse_head(buf: &mut BytesMut) -> io::Result<Option<Response<()>>> {
             .map_err(|_| invalid(format!("invalid value for header {name}")))?;
         headers.append(name, value);
     }
+    if named {
+        // Headers that `Connection` names are hop-by-hop too (rare: read the head again).
+        let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let mut parsed = httparse::Response::new(&mut slots);
+        let _ = parsed.parse(&raw);
+        for h in parsed
+            .headers
+            .iter()
+            .filter(|h| h.name.eq_ignore_ascii_case("connection"))
+        {
+            for token in h.value.split(|b| *b == b',').map(<[u8]>::trim_ascii) {
+                if let Ok(name) = HeaderName::from_bytes(token) {
+                    headers.remove(name);
+                }
+            }
+        }
+    }
     let mut resp = Response::new(());
     *resp.status_mut() = status;
     *resp.version_mut() = if minor == Some(0) {
@@ -345,7 +467,32 @@ fn parse_head(buf: &mut BytesMut) -> io::Result<Option<Response<()>>> {
         Version::HTTP_11
     };
     *resp.headers_mut() = headers;
-    Ok(Some(resp))
+    Ok(Some(Head { resp, meta }))
+}
+
+/// Folds one `Content-Length` field into what earlier ones said: every value must be digits
+/// and all must agree.
+fn content_length(
+    before: Option<Result<u64, &'static str>>,
+    value: &[u8],
+) -> Result<u64, &'static str> {
+    let mut length = match before {
+        Some(Err(e)) => return Err(e),
+        Some(Ok(n)) => Some(n),
+        None => None,
+    };
+    for part in value.split(|b| *b == b',') {
+        let part = part.trim_ascii();
+        if part.is_empty() || part.len() > 19 || !part.iter().all(u8::is_ascii_digit) {
+            return Err("invalid content-length");
+        }
+        let n = part.iter().fold(0u64, |n, d| n * 10 + u64::from(d - b'0'));
+        if length.is_some_and(|l| l != n) {
+            return Err("conflicting content-length values");
+        }
+        length = Some(n);
+    }
+    length.ok_or("invalid content-length")
 }
 
 fn invalid(msg: String) -> io::Error {
@@ -380,54 +527,6 @@ enum Chunk {
     /// After the last chunk: trailer fields, then an empty line.
     Trailers,
     Done,
-}
-
-fn framing(head_only: bool, head: &Response<()>) -> io::Result<Framing> {
-    let status = head.status();
-    if head_only || status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED {
-        return Ok(Framing::Length(0));
-    }
-    let h = head.headers();
-    if let Some(te) = h.get_all(header::TRANSFER_ENCODING).iter().next_back() {
-        let last = te.as_bytes().rsplit(|b| *b == b',').next().unwrap_or(b"");
-        return Ok(if last.trim_ascii().eq_ignore_ascii_case(b"chunked") {
-            Framing::Chunked(Chunk::Size)
-        } else {
-            Framing::Close
-        });
-    }
-    let mut length: Option<u64> = None;
-    for v in h.get_all(header::CONTENT_LENGTH) {
-        for part in v.as_bytes().split(|b| *b == b',') {
-            let n = std::str::from_utf8(part.trim_ascii())
-                .ok()
-                .filter(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
-                .and_then(|s| s.parse::<u64>().ok())
-                .ok_or_else(|| invalid("invalid content-length".into()))?;
-            if length.is_some_and(|l| l != n) {
-                return Err(invalid("conflicting content-length values".into()));
-            }
-            length = Some(n);
-        }
-    }
-    Ok(length.map_or(Framing::Close, Framing::Length))
-}
-
-/// Whether the target lets the connection serve another request.
-fn keep_alive(head: &Response<()>) -> bool {
-    let mut close = head.version() == Version::HTTP_10;
-    for v in head.headers().get_all(header::CONNECTION) {
-        for token in v.as_bytes().split(|b| *b == b',') {
-            let token = token.trim_ascii();
-            if token.eq_ignore_ascii_case(b"close") {
-                return false;
-            }
-            if token.eq_ignore_ascii_case(b"keep-alive") {
-                close = false;
-            }
-        }
-    }
-    !close
 }
 
 /// A response body read from its connection, which goes back to the pool at the message's end
@@ -667,7 +766,12 @@ async fn send_upgrade(target: SocketAddr, req: Request<Body>) -> Result<Response
             tracing::debug!(%target, error = %e, "upstream connection ended");
         }
     });
-    let resp = conn.send_request(req).await?;
+    let mut resp = conn.send_request(req).await?;
+    // A refused upgrade is an ordinary answer: its hop-by-hop headers go, as on the other
+    // path (the caller handles a 101's).
+    if resp.status() != StatusCode::SWITCHING_PROTOCOLS {
+        super::proxy::strip_hop_by_hop(resp.headers_mut(), false);
+    }
     Ok(resp.map(|b| b.map_err(Into::into).boxed()))
 }
 
@@ -858,20 +962,49 @@ mod tests {
             (b"HTTP/1.0 200 OK\r\n\r\nuntil close", true),
         ])
         .await;
-        let (status, headers, body, _) = read(send(addr, get("/a")).await.unwrap()).await;
+        let (status, headers, body, _) = read(send(addr, get("/a"), &[]).await.unwrap()).await;
         assert_eq!((status, &body[..]), (StatusCode::OK, &b"hello"[..]));
         assert_eq!(headers.get_all("x-a").iter().count(), 2);
-        let (_, _, body, trailers) = read(send(addr, get("/b")).await.unwrap()).await;
+        let (_, _, body, trailers) = read(send(addr, get("/b"), &[]).await.unwrap()).await;
         assert_eq!(&body[..], b"abcde");
         assert_eq!(trailers.unwrap()["x-sum"], "9");
-        let (status, _, body, _) = read(send(addr, get("/c")).await.unwrap()).await;
+        let (status, _, body, _) = read(send(addr, get("/c"), &[]).await.unwrap()).await;
         assert_eq!((status, body.len()), (StatusCode::NO_CONTENT, 0));
-        let (status, _, body, _) = read(send(addr, get("/d")).await.unwrap()).await;
+        let (status, _, body, _) = read(send(addr, get("/d"), &[]).await.unwrap()).await;
         assert_eq!((status, &body[..]), (StatusCode::CREATED, &b"ok"[..]));
-        let (_, _, body, _) = read(send(addr, get("/e")).await.unwrap()).await;
+        let (_, _, body, _) = read(send(addr, get("/e"), &[]).await.unwrap()).await;
         assert_eq!(&body[..], b"until close");
         // All five on one connection: each message ended where its framing said.
         assert_eq!(accepted.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn hop_by_hop_headers_are_read_not_forwarded() {
+        let (addr, accepted, _) = target(vec![
+            (
+                b"HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nKeep-Alive: timeout=5\r\ncontent-length: 2\r\nx-kept: 1\r\n\r\nok",
+                false,
+            ),
+            (
+                b"HTTP/1.1 200 OK\r\nConnection: x-secret, close\r\nx-secret: 1\r\nTransfer-Encoding: gzip, chunked\r\nUpgrade: h2c\r\nx-kept: 2\r\n\r\n2\r\nhi\r\n0\r\n\r\n",
+                false,
+            ),
+            (b"HTTP/1.1 200 OK\r\ncontent-length: 1\r\n\r\nz", false),
+        ])
+        .await;
+        // HTTP/1.0 that asked to keep the connection: kept.
+        let (_, headers, body, _) = read(send(addr, get("/"), &[]).await.unwrap()).await;
+        assert_eq!(&body[..], b"ok");
+        assert_eq!(headers.len(), 1, "{headers:?}");
+        assert_eq!(headers["x-kept"], "1");
+        // `close`, and a header `Connection` names: dropped, and the connection not reused.
+        let (_, headers, body, _) = read(send(addr, get("/"), &[]).await.unwrap()).await;
+        assert_eq!(&body[..], b"hi");
+        assert_eq!(headers.len(), 1, "{headers:?}");
+        assert_eq!(headers["x-kept"], "2");
+        let (_, _, body, _) = read(send(addr, get("/"), &[]).await.unwrap()).await;
+        assert_eq!(&body[..], b"z");
+        assert_eq!(accepted.load(Ordering::SeqCst), 2);
     }
 
     #[tokio::test]
@@ -887,7 +1020,7 @@ mod tests {
         ])
         .await;
         for want in ["a", "b", "c", "d"] {
-            let (_, _, body, _) = read(send(addr, get("/")).await.unwrap()).await;
+            let (_, _, body, _) = read(send(addr, get("/"), &[]).await.unwrap()).await;
             assert_eq!(&body[..], want.as_bytes());
             // Let the target's close reach this side before the next request.
             tokio::time::sleep(Duration::from_millis(20)).await;
@@ -903,7 +1036,7 @@ mod tests {
             (b"HTTP/1.1 200 OK\r\ncontent-length: 1\r\n\r\nb", false),
         ])
         .await;
-        let (_, _, body, _) = read(send(addr, get("/")).await.unwrap()).await;
+        let (_, _, body, _) = read(send(addr, get("/"), &[]).await.unwrap()).await;
         assert_eq!(&body[..], b"a");
         // The pooled connection looks open, but the target hangs up on the next request
         // without answering (its script for that connection is used up below).
@@ -911,7 +1044,7 @@ mod tests {
         let mut conn = conn;
         conn.io.shutdown().await.ok();
         put(addr, conn);
-        let (_, _, body, _) = read(send(addr, get("/")).await.unwrap()).await;
+        let (_, _, body, _) = read(send(addr, get("/"), &[]).await.unwrap()).await;
         assert_eq!(&body[..], b"b");
         assert_eq!(accepted.load(Ordering::SeqCst), 2);
     }
@@ -928,14 +1061,18 @@ mod tests {
         );
         *req.method_mut() = Method::POST;
         *req.uri_mut() = "/p?q=1".parse().unwrap();
-        read(send(addr, req).await.unwrap()).await;
+        let added = [(
+            HeaderName::from_static("x-added"),
+            HeaderValue::from_static("1"),
+        )];
+        read(send(addr, req, &added).await.unwrap()).await;
         // Unknown length, arriving later: chunked.
         let (tx, rx) = tokio::sync::mpsc::channel::<Result<Frame<Bytes>, BoxError>>(2);
         let stream = StreamBody::new(tokio_stream_from(rx));
         let mut req = Request::new(BodyExt::boxed(stream));
         *req.method_mut() = Method::PUT;
         *req.uri_mut() = "/s".parse().unwrap();
-        let sent = tokio::spawn(send(addr, req));
+        let sent = tokio::spawn(send(addr, req, &[]));
         tx.send(Ok(Frame::data(Bytes::from_static(b"xy"))))
             .await
             .unwrap();
@@ -947,7 +1084,7 @@ mod tests {
         // No body on a POST: an explicit zero length.
         let mut req = get("/e");
         *req.method_mut() = Method::POST;
-        read(send(addr, req).await.unwrap()).await;
+        read(send(addr, req, &[]).await.unwrap()).await;
 
         let seen = seen.lock().unwrap();
         let text: Vec<String> = seen
@@ -960,6 +1097,7 @@ mod tests {
             text[0]
         );
         assert!(text[0].contains("content-length: 3\r\n") && text[0].ends_with("\r\n\r\nabc"));
+        assert!(text[0].contains("\r\nx-added: 1\r\n"), "{}", text[0]);
         assert!(
             text[1].contains("transfer-encoding: chunked\r\n"),
             "{}",
@@ -992,9 +1130,9 @@ mod tests {
             ),
         ])
         .await;
-        let resp = send(addr, get("/")).await.unwrap();
+        let resp = send(addr, get("/"), &[]).await.unwrap();
         assert!(resp.into_body().collect().await.is_err());
-        assert!(send(addr, get("/")).await.is_err());
-        assert!(send(addr, get("/")).await.is_err());
+        assert!(send(addr, get("/"), &[]).await.is_err());
+        assert!(send(addr, get("/"), &[]).await.is_err());
     }
 }

@@ -266,21 +266,23 @@ impl DataPlane {
             && client_upgrade.is_none();
         let attempts = if retriable { policy.retries + 1 } else { 1 };
         let mut body = Some(body);
-        let mut headers = Some(forwarded_headers(
+        // Plain HTTP/1.1 groups use this thread's own connection pool (see `send_upstream`).
+        let direct_h1 = !tg.https && tg.version == UpVersion::Http1;
+        let (headers, added) = forwarded_headers(
             parts.headers,
             conn,
             &resolved.listener.port_header,
             network_header,
             &group.target_header,
             client_upgrade.is_some(),
-        ));
+            direct_h1,
+        );
+        let mut headers = Some(headers);
         let path_and_query = parts
             .uri
             .path_and_query()
             .cloned()
             .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/"));
-        // Plain HTTP/1.1 groups use this thread's own connection pool (see `send_upstream`).
-        let direct_h1 = !tg.https && tg.version == UpVersion::Http1;
         let mut last: Option<Forwarded> = None;
 
         for attempt in 0..attempts {
@@ -347,7 +349,7 @@ impl DataPlane {
             let ep_guard = InFlight::enter(&ep.outstanding);
             tg.metrics.requests.fetch_add(1, Ordering::Relaxed);
             let sent = Instant::now();
-            let call = send_upstream(tg, ep, up);
+            let call = send_upstream(tg, ep, up, &added);
             let result = match policy.timeout_ms {
                 Some(ms) => tokio::time::timeout(Duration::from_millis(ms), call)
                     .await
@@ -406,7 +408,10 @@ impl DataPlane {
                             strip_hop_by_hop(&mut p.headers, true);
                             return (Response::from_parts(p, empty_body()), target, took);
                         }
-                        strip_hop_by_hop(resp.headers_mut(), false);
+                        // Plain HTTP/1.1 answers come without hop-by-hop headers already.
+                        if !direct_h1 {
+                            strip_hop_by_hop(resp.headers_mut(), false);
+                        }
                         return (resp, target, took);
                     }
                     last = Some((
@@ -502,15 +507,17 @@ impl DataPlane {
 }
 
 /// One attempt to `ep`: plain HTTP/1.1 over this thread's connection pool
-/// ([`super::h1_pool`]), HTTP/2 and TLS over hyper-util's pooled clients.
+/// ([`super::h1_pool`], which writes the `added` headers itself), HTTP/2 and TLS over
+/// hyper-util's pooled clients (the headers are in the request's map).
 async fn send_upstream(
     tg: &TargetGroupRuntime,
     ep: &Endpoint,
     req: Request<Body>,
+    added: &Added,
 ) -> Result<Response<Body>, BoxError> {
     let http1 = tg.version == UpVersion::Http1;
     if http1 && !tg.https {
-        return super::h1_pool::send(ep.addr, req).await;
+        return super::h1_pool::send(ep.addr, req, added).await;
     }
     let call = super::Upstreams::with(|u| match (tg.https, http1) {
         (false, _) => u.h2.request(req),
@@ -561,8 +568,14 @@ async fn inject_fault(policy: &RulePolicy) -> Option<Response<Body>> {
     None
 }
 
+/// The headers Trellis adds to every forwarded request: `x-forwarded-for`, `-port`, `-proto`
+/// and the Lattice headers.
+pub type Added = [(HeaderName, HeaderValue); 6];
+
 /// The request headers a target receives: the client's, less hop-by-hop headers and any
-/// Lattice headers the client tried to set, plus the Lattice and forwarding headers.
+/// Lattice or forwarding headers the client tried to set, and the ones Trellis adds. With
+/// `inline`, those are returned apart for the request writer to append (plain HTTP/1.1
+/// upstreams: no header-map insertions); otherwise they are in the map too.
 fn forwarded_headers(
     mut h: HeaderMap,
     conn: &ConnInfo,
@@ -570,18 +583,25 @@ fn forwarded_headers(
     network_header: &HeaderValue,
     target_header: &HeaderValue,
     upgrade: bool,
-) -> HeaderMap {
+    inline: bool,
+) -> (HeaderMap, Added) {
     // One pass over the names (no hashing) says whether there is anything to remove or extend.
     let mut forged = false;
     let mut xff = false;
     for k in h.keys() {
-        forged |= k.as_str().starts_with("x-amzn-lattice-");
+        forged |= k.as_str().starts_with("x-amzn-lattice-")
+            || k == X_FORWARDED_PORT
+            || k == X_FORWARDED_PROTO;
         xff |= k == X_FORWARDED_FOR;
     }
     if forged {
         let names: Vec<HeaderName> = h
             .keys()
-            .filter(|k| k.as_str().starts_with("x-amzn-lattice-"))
+            .filter(|k| {
+                k.as_str().starts_with("x-amzn-lattice-")
+                    || *k == X_FORWARDED_PORT
+                    || *k == X_FORWARDED_PROTO
+            })
             .cloned()
             .collect();
         for k in names {
@@ -592,31 +612,41 @@ fn forwarded_headers(
     if upgrade {
         h.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
     }
+    // A client's `x-forwarded-for` is extended with its address.
     let xff = if xff {
-        h.get(&X_FORWARDED_FOR)
+        let joined = h
+            .get(&X_FORWARDED_FOR)
             .and_then(|v| v.to_str().ok())
-            .and_then(|prev| HeaderValue::from_str(&format!("{prev}, {}", conn.peer.ip())).ok())
+            .and_then(|prev| HeaderValue::from_str(&format!("{prev}, {}", conn.peer.ip())).ok());
+        h.remove(&X_FORWARDED_FOR);
+        joined.unwrap_or_else(|| conn.peer_ip.clone())
     } else {
-        Some(conn.peer_ip.clone())
+        conn.peer_ip.clone()
     };
-    if let Some(v) = xff {
-        h.insert(X_FORWARDED_FOR.clone(), v);
+    let added: Added = [
+        (X_FORWARDED_FOR.clone(), xff),
+        (X_FORWARDED_PORT.clone(), port_header.clone()),
+        (
+            X_FORWARDED_PROTO.clone(),
+            HeaderValue::from_static(if conn.tls { "https" } else { "http" }),
+        ),
+        (LATTICE_NETWORK.clone(), network_header.clone()),
+        (LATTICE_TARGET.clone(), target_header.clone()),
+        (
+            LATTICE_IDENTITY.clone(),
+            HeaderValue::from_static("Principal=Anonymous"),
+        ),
+    ];
+    if !inline {
+        h.reserve(added.len());
+        for (name, value) in &added {
+            h.insert(name.clone(), value.clone());
+        }
     }
-    h.insert(X_FORWARDED_PORT.clone(), port_header.clone());
-    h.insert(
-        X_FORWARDED_PROTO.clone(),
-        HeaderValue::from_static(if conn.tls { "https" } else { "http" }),
-    );
-    h.insert(LATTICE_NETWORK.clone(), network_header.clone());
-    h.insert(LATTICE_TARGET.clone(), target_header.clone());
-    h.insert(
-        LATTICE_IDENTITY.clone(),
-        HeaderValue::from_static("Principal=Anonymous"),
-    );
-    h
+    (h, added)
 }
 
-fn strip_hop_by_hop(h: &mut HeaderMap, keep_upgrade: bool) {
+pub(super) fn strip_hop_by_hop(h: &mut HeaderMap, keep_upgrade: bool) {
     // One pass over the names (comparisons, no hashing) finds which are present; most
     // messages have none, or only `connection`.
     let mut present = [false; HOP_BY_HOP.len()];
