@@ -3,10 +3,11 @@
 # (loopback only, bounded in time). Prints requests/s (entries/s is ten times that), then the
 # delivery rate to the no-op target read off /metrics.
 #   bench/put-events.sh [seconds] [connections]
+# Environment: TRELLIS_BIN (default $CARGO_TARGET_DIR or target/, then release/trellis).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
-bin=$here/../target/release/trellis
-[ -x "$bin" ] || { echo "build first: cargo build --release" >&2; exit 2; }
+bin=${TRELLIS_BIN:-${CARGO_TARGET_DIR:-$here/../target}/release/trellis}
+[ -x "$bin" ] || { echo "build first: cargo build --release (or set TRELLIS_BIN)" >&2; exit 2; }
 data=$(mktemp -d)
 "$bin" serve --data-dir "$data" --api 127.0.0.1:0 --listen 127.0.0.1:0 --listen-tls 127.0.0.1:0 \
     > "$data/ready" 2>"$data/log" &
