@@ -142,25 +142,28 @@ impl Store for SqliteStore {
     fn commit(&self, writes: Vec<Write>) -> BoxFuture<'_, Result<u64, StoreError>> {
         Box::pin(self.run(move |c| {
             let tx = c.transaction()?;
-            let rev: i64 = tx.query_row(
-                "UPDATE meta SET value = value + 1 WHERE key = 'revision' RETURNING value",
-                [],
-                |r| r.get(0),
-            )?;
-            for w in &writes {
-                match &w.doc {
-                    Some(doc) => {
-                        tx.execute(
-                            "INSERT INTO docs (kind, id, doc, rev) VALUES (?1, ?2, ?3, ?4)
-                             ON CONFLICT (kind, id) DO UPDATE SET doc = excluded.doc, rev = excluded.rev",
-                            params![w.kind, w.id, doc.to_string(), rev],
-                        )?;
-                    }
-                    None => {
-                        tx.execute(
-                            "DELETE FROM docs WHERE kind = ?1 AND id = ?2",
-                            params![w.kind, w.id],
-                        )?;
+            // Cached statements: a group commit writes thousands of documents, and parsing
+            // the SQL for each was a tenth of the time of a busy PutEvents.
+            let rev: i64 = tx
+                .prepare_cached(
+                    "UPDATE meta SET value = value + 1 WHERE key = 'revision' RETURNING value",
+                )?
+                .query_row([], |r| r.get(0))?;
+            {
+                let mut upsert = tx.prepare_cached(
+                    "INSERT INTO docs (kind, id, doc, rev) VALUES (?1, ?2, ?3, ?4)
+                     ON CONFLICT (kind, id) DO UPDATE SET doc = excluded.doc, rev = excluded.rev",
+                )?;
+                let mut delete =
+                    tx.prepare_cached("DELETE FROM docs WHERE kind = ?1 AND id = ?2")?;
+                for w in &writes {
+                    match &w.doc {
+                        Some(doc) => {
+                            upsert.execute(params![w.kind, w.id, doc.to_string(), rev])?;
+                        }
+                        None => {
+                            delete.execute(params![w.kind, w.id])?;
+                        }
                     }
                 }
             }
