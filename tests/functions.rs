@@ -249,6 +249,7 @@ async fn create_invoke_and_the_runtime_contract() {
         .invoke()
         .function_name("echo")
         .client_context(context)
+        .log_type(aws_sdk_lambda::types::LogType::Tail)
         .payload(Blob::new(r#"{"echo":"hi","n":[1,2,3]}"#))
         .send()
         .await
@@ -256,6 +257,15 @@ async fn create_invoke_and_the_runtime_contract() {
     assert_eq!(out.status_code(), 200);
     assert_eq!(out.function_error(), None);
     assert_eq!(out.executed_version(), Some("$LATEST"));
+    // A cold start: the REPORT line gives the init (spawn to the first `/next`) apart.
+    let cold = String::from_utf8(trellis_core_base64_decode(out.log_result().unwrap())).unwrap();
+    let init: f64 = cold
+        .split("Init Duration: ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|ms| ms.parse().ok())
+        .unwrap_or_else(|| panic!("no Init Duration in {cold}"));
+    assert!(init > 0.0 && init < 10_000.0, "{cold}");
     let body: Value = serde_json::from_slice(out.payload().unwrap().as_ref()).unwrap();
     assert_eq!(body["event"], json!({"echo": "hi", "n": [1, 2, 3]}));
     let env = &body["env"];
@@ -301,6 +311,10 @@ async fn create_invoke_and_the_runtime_contract() {
     assert!(logs.contains("a log line"), "{logs}");
     assert!(logs.contains("stderr: a log line"), "{logs}");
     assert!(logs.contains("REPORT RequestId:"), "{logs}");
+    assert!(
+        !logs.contains("Init Duration"),
+        "a warm start has no init: {logs}"
+    );
 
     // A function error.
     let (err, error, _, _) = invoke(&c, "echo", json!({"fail": "boom"})).await;

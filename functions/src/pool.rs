@@ -150,9 +150,17 @@ impl Pool {
                 self.spec.timeout.as_secs_f64()
             ));
         }
-        let ms = duration.as_secs_f64() * 1000.0;
+        // As on Lambda, a cold start's REPORT gives the init apart from the invocation.
+        let init = worker.init_duration().filter(|_| fresh);
+        let ms = duration
+            .saturating_sub(init.unwrap_or_default())
+            .as_secs_f64()
+            * 1000.0;
+        let init = init
+            .map(|d| format!("Init Duration: {:.2} ms\t", d.as_secs_f64() * 1000.0))
+            .unwrap_or_default();
         worker.log_line(&format!(
-            "END RequestId: {request_id}\nREPORT RequestId: {request_id}\tDuration: {ms:.2} ms\tBilled Duration: {} ms\tMemory Size: {} MB\tMax Memory Used: {} MB\t\n",
+            "END RequestId: {request_id}\nREPORT RequestId: {request_id}\tDuration: {ms:.2} ms\tBilled Duration: {} ms\tMemory Size: {} MB\tMax Memory Used: {} MB\t{init}\n",
             ms.ceil() as u64,
             self.spec.memory_mb,
             worker.max_memory_mb().unwrap_or(0),

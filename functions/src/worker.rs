@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode};
@@ -90,6 +90,10 @@ struct Shared {
     exit_status: Mutex<Option<String>>,
     /// An `/init/error` posted before any invocation was in flight.
     init_error: Mutex<Option<Bytes>>,
+    /// When the process was spawned, and how long it took to ask for its first event (its
+    /// init: the REPORT line's `Init Duration`).
+    spawned: Instant,
+    ready: std::sync::OnceLock<Duration>,
 }
 
 struct Inflight {
@@ -125,6 +129,8 @@ impl Worker {
             kill: Notify::new(),
             exit_status: Mutex::new(None),
             init_error: Mutex::new(None),
+            spawned: Instant::now(),
+            ready: std::sync::OnceLock::new(),
         });
         let mut child = command(&shared.spec, port).spawn().map_err(|e| {
             format!(
@@ -147,6 +153,11 @@ impl Worker {
             next_tx,
             server,
         })
+    }
+
+    /// From spawning the process to its first `/next`, once it has asked.
+    pub fn init_duration(&self) -> Option<Duration> {
+        self.shared.ready.get().copied()
     }
 
     pub fn is_alive(&self) -> bool {
@@ -531,6 +542,7 @@ fn error_document(body: Bytes, error_type: Option<&str>, default: &str) -> Bytes
 
 /// `GET /next`: long-polls for the worker's next invocation.
 async fn next(shared: &Shared) -> Resp {
+    shared.ready.get_or_init(|| shared.spawned.elapsed());
     let inv = {
         let mut rx = shared.next_rx.lock().await;
         match rx.recv().await {
