@@ -4,8 +4,8 @@
 # `cargo lambda watch`, interleaved: p50/p99 latency with one client, then throughput and CPU
 # per invoke with several. Loopback only, every run bounded in time.
 #   bench/invoke-bench.sh [-d seconds] [-c clients] [-r rounds]
-# Needs: target/release/trellis (cargo build --release), cargo-lambda (pip install
-# cargo-lambda), wrk, curl, zip.
+# Needs: a release build (TRELLIS_BIN, default $CARGO_TARGET_DIR or target/, then
+# release/trellis), cargo-lambda (pip install cargo-lambda), wrk, curl, zip.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$here/..
@@ -13,8 +13,8 @@ secs=10 clients=8 rounds=3
 while getopts d:c:r: o; do case $o in
     d) secs=$OPTARG ;; c) clients=$OPTARG ;; r) rounds=$OPTARG ;;
     *) sed -n 2,8p "$0"; exit 2 ;; esac; done
-bin=$root/target/release/trellis
-[ -x "$bin" ] || { echo "build first: cargo build --release" >&2; exit 2; }
+bin=${TRELLIS_BIN:-${CARGO_TARGET_DIR:-$root/target}/release/trellis}
+[ -x "$bin" ] || { echo "build first: cargo build --release (or set TRELLIS_BIN)" >&2; exit 2; }
 work=$(mktemp -d)
 pids=()
 trap 'kill "${pids[@]}" 2>/dev/null; wait 2>/dev/null; rm -rf "$work"' EXIT
