@@ -615,11 +615,6 @@ fn http_match(m: &Value) -> HttpMatch {
 
 // === the conformance echo upstream ===
 
-type HttpClient = hyper_util::client::legacy::Client<
-    hyper_util::client::legacy::connect::HttpConnector,
-    Full<Bytes>,
->;
-
 /// An upstream like the conformance suite's echo server: answers JSON with its name and what it
 /// received; `?delay=1s` (a Go duration, or milliseconds) waits first; `?responseCode=N` answers
 /// N, and with `&succeedAfter=K` only for the first K attempts of one request (told apart by the

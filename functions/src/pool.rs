@@ -191,15 +191,7 @@ impl Pool {
             Err(e) => return Some(Err(e)),
         };
         let started = Instant::now();
-        let run = component
-            .handle(HttpCall {
-                request,
-                memory_mb: self.spec.memory_mb,
-                timeout: self.spec.timeout,
-                variables: &self.spec.variables,
-                max_response: crate::lambda::MAX_SYNC_PAYLOAD,
-            })
-            .await;
+        let run = self.call_component(&component, request).await;
         let (response, outcome) = match run.ended {
             HttpEnded::Response(r) => (Some(r), Outcome::Response(Bytes::new())),
             other => (None, self.component_failure(other, request_id)),
@@ -215,6 +207,23 @@ impl Pool {
             response,
             finished: self.finish_wasm(request_id, started, done, 0),
         }))
+    }
+
+    /// Hands `request` to the component with this version's memory, timeout and environment.
+    async fn call_component(
+        &self,
+        component: &Arc<HttpComponent>,
+        request: http::Request<Bytes>,
+    ) -> crate::component::HttpRun {
+        component
+            .handle(HttpCall {
+                request,
+                memory_mb: self.spec.memory_mb,
+                timeout: self.spec.timeout,
+                variables: &self.spec.variables,
+                max_response: crate::lambda::MAX_SYNC_PAYLOAD,
+            })
+            .await
     }
 
     /// The component this pool runs, if it runs one.
@@ -340,15 +349,7 @@ impl Pool {
                 headers.insert(name, v);
             }
         }
-        let run = component
-            .handle(HttpCall {
-                request,
-                memory_mb: self.spec.memory_mb,
-                timeout: self.spec.timeout,
-                variables: &self.spec.variables,
-                max_response: crate::lambda::MAX_SYNC_PAYLOAD,
-            })
-            .await;
+        let run = self.call_component(&component, request).await;
         let outcome = match run.ended {
             HttpEnded::Response(r) if r.status().is_success() => {
                 let body = r.into_body();

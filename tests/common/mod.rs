@@ -252,20 +252,20 @@ impl Reply {
     }
 }
 
-/// A pooled HTTP/1.1 client for the data plane.
-pub fn http_client() -> hyper_util::client::legacy::Client<
+/// The tests' HTTP/1.1 client for the data plane.
+pub type HttpClient = hyper_util::client::legacy::Client<
     hyper_util::client::legacy::connect::HttpConnector,
     Full<Bytes>,
-> {
+>;
+
+/// A pooled HTTP/1.1 client for the data plane.
+pub fn http_client() -> HttpClient {
     hyper_util::client::legacy::Client::builder(TokioExecutor::new()).build_http()
 }
 
 /// Sends a request to the data plane at `addr` with `Host: host`.
 pub async fn send(
-    client: &hyper_util::client::legacy::Client<
-        hyper_util::client::legacy::connect::HttpConnector,
-        Full<Bytes>,
-    >,
+    client: &HttpClient,
     addr: SocketAddr,
     method: &str,
     host: &str,
@@ -277,10 +277,7 @@ pub async fn send(
 
 /// [`send`] with a request body.
 pub async fn send_with_body(
-    client: &hyper_util::client::legacy::Client<
-        hyper_util::client::legacy::connect::HttpConnector,
-        Full<Bytes>,
-    >,
+    client: &HttpClient,
     addr: SocketAddr,
     method: &str,
     host: &str,

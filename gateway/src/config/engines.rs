@@ -66,6 +66,32 @@ struct Step {
     late: Vec<Late>,
 }
 
+/// An EventBridge resource a config item may name instead of giving its ARN. Its ARN carries
+/// an id EventBridge generates, so one this apply creates is known only once it exists.
+#[derive(Clone, Copy, PartialEq)]
+enum Named {
+    Connection,
+    ApiDestination,
+}
+
+impl Named {
+    /// The read that finds one by name, and the member of its answer holding the ARN.
+    fn describe(self) -> (&'static str, &'static str) {
+        match self {
+            Named::Connection => ("DescribeConnection", "ConnectionArn"),
+            Named::ApiDestination => ("DescribeApiDestination", "ApiDestinationArn"),
+        }
+    }
+
+    /// The resource part of its ARN, before the name; and what error messages call it.
+    fn kind(self) -> (&'static str, &'static str) {
+        match self {
+            Named::Connection => ("connection", "connection"),
+            Named::ApiDestination => ("api-destination", "API destination"),
+        }
+    }
+}
+
 /// A member of a step's input filled in just before the step runs, from an EventBridge read.
 struct Late {
     /// Where in the input (a JSON pointer).
@@ -75,6 +101,16 @@ struct Late {
     op: &'static str,
     key: Value,
     member: &'static str,
+}
+
+impl Late {
+    /// The same read, for the member at `pointer`.
+    fn at(self, pointer: &str) -> Late {
+        Late {
+            at: pointer.to_string(),
+            ..self
+        }
+    }
 }
 
 /// The engine calls that bring the running engines to a config, in order: functions, state
@@ -114,8 +150,7 @@ pub async fn plan(
         steps: Vec::new(),
         functions: Vec::new(),
         machines: Vec::new(),
-        new_connections: Vec::new(),
-        destinations: Vec::new(),
+        created: Vec::new(),
     };
     p.functions(doc).await;
     p.state_machines(doc).await;
@@ -207,10 +242,8 @@ struct Planner<'a> {
     /// Names of the config's functions and state machines, which targets may name.
     functions: Vec<String>,
     machines: Vec<String>,
-    /// Connections this config creates (their ARNs are known only once created).
-    new_connections: Vec<String>,
-    /// The config's API destinations: name, and ARN when it exists already.
-    destinations: Vec<(String, Option<String>)>,
+    /// Connections and API destinations this apply creates (see [`Named`]).
+    created: Vec<(Named, String)>,
 }
 
 // === impl Planner ===
@@ -623,7 +656,7 @@ impl Planner<'_> {
             let op = if exists {
                 "UpdateConnection"
             } else {
-                self.new_connections.push(name.to_string());
+                self.created.push((Named::Connection, name.to_string()));
                 "CreateConnection"
             };
             if self.valid(&at, Engine::Events, op, &input) {
@@ -666,32 +699,12 @@ impl Planner<'_> {
                         self.error(&format!("{at}/Connection"), "a connection name (a string)");
                         continue;
                     };
-                    let key = json!({"Name": conn});
-                    if self.new_connections.iter().any(|n| n == conn) {
-                        input["ConnectionArn"] = self
-                            .arn
-                            .arn("events", &format!("connection/{conn}/pending"))
-                            .into();
-                        late.push(Late {
-                            at: "/ConnectionArn".into(),
-                            op: "DescribeConnection",
-                            key,
-                            member: "ConnectionArn",
-                        });
-                    } else {
-                        match self.ask(Engine::Events, "DescribeConnection", key).await {
-                            Ok(found) => input["ConnectionArn"] = found["ConnectionArn"].clone(),
-                            Err(_) => {
-                                self.error(
-                                    &format!("{at}/Connection"),
-                                    format!(
-                                        "connection {conn} is neither in this config nor in Trellis"
-                                    ),
-                                );
-                                continue;
-                            }
-                        }
-                    }
+                    let at = format!("{at}/Connection");
+                    let Some((arn, l)) = self.named_arn(&at, Named::Connection, conn).await else {
+                        continue;
+                    };
+                    input["ConnectionArn"] = arn.into();
+                    late.extend(l.map(|l| l.at("/ConnectionArn")));
                 }
                 _ => {}
             }
@@ -718,9 +731,6 @@ impl Planner<'_> {
             if !self.valid(&at, Engine::Events, op, &input) {
                 continue;
             }
-            let arn = current
-                .as_ref()
-                .and_then(|c| c["ApiDestinationArn"].as_str().map(str::to_string));
             let changed = current.as_ref().is_none_or(|c| {
                 input
                     .as_object()
@@ -729,9 +739,46 @@ impl Planner<'_> {
                     .any(|(k, v)| c.get(k) != Some(v))
                     || !late.is_empty()
             });
-            self.destinations.push((name.to_string(), arn));
+            if current.is_none() {
+                self.created.push((Named::ApiDestination, name.to_string()));
+            }
             if changed {
                 self.late_step(&at, Engine::Events, op, input, late);
+            }
+        }
+    }
+
+    /// The ARN of the `what` called `name`: read from EventBridge when it exists; for one this
+    /// apply creates, a placeholder (for the checks) and the [`Late`] read that replaces it
+    /// before the step runs. `None`, with an error at `at`, when it is neither in the config nor
+    /// in Trellis.
+    async fn named_arn(
+        &mut self,
+        at: &str,
+        what: Named,
+        name: &str,
+    ) -> Option<(String, Option<Late>)> {
+        let (op, member) = what.describe();
+        let (kind, label) = what.kind();
+        let key = json!({"Name": name});
+        if self.created.iter().any(|(w, n)| *w == what && n == name) {
+            let placeholder = self.arn.arn("events", &format!("{kind}/{name}/pending"));
+            let late = Late {
+                at: String::new(),
+                op,
+                key,
+                member,
+            };
+            return Some((placeholder, Some(late)));
+        }
+        match self.ask(Engine::Events, op, key).await {
+            Ok(found) => Some((found[member].as_str().unwrap_or_default().to_string(), None)),
+            Err(_) => {
+                self.error(
+                    at,
+                    format!("{label} {name} is neither in this config nor in Trellis"),
+                );
+                None
             }
         }
     }
@@ -877,8 +924,11 @@ impl Planner<'_> {
         registered: Vec<Value>,
     ) {
         let mut wanted = Vec::new();
+        // Targets naming an API destination this apply creates get its ARN once it exists.
+        let mut late = Vec::new();
         for (k, t) in targets.as_array().into_iter().flatten().enumerate() {
-            if let Some(t) = self.target(&format!("{at}/Targets/{k}"), t).await {
+            if let Some((t, l)) = self.target(&format!("{at}/Targets/{k}"), t).await {
+                late.extend(l.map(|l| l.at(&format!("/Targets/{}/Arn", wanted.len()))));
                 wanted.push(t);
             }
         }
@@ -907,37 +957,16 @@ impl Planner<'_> {
             let input = json!({"Rule": rule, "EventBusName": bus, "Ids": stale});
             self.step(at, Engine::Events, "RemoveTargets", input);
         }
-        // Targets naming an API destination this config creates get its ARN once it exists.
-        let mut late = Vec::new();
-        for t in targets.as_array().into_iter().flatten() {
-            let Some(name) = t.get("ApiDestination").and_then(Value::as_str) else {
-                continue;
-            };
-            let new = self
-                .destinations
-                .iter()
-                .any(|(n, arn)| n == name && arn.is_none());
-            if let Some(j) = wanted
-                .iter()
-                .position(|w| w["Id"] == t["Id"])
-                .filter(|_| new)
-            {
-                late.push(Late {
-                    at: format!("/Targets/{j}/Arn"),
-                    op: "DescribeApiDestination",
-                    key: json!({"Name": name}),
-                    member: "ApiDestinationArn",
-                });
-            }
-        }
         if !late.is_empty() || wanted.iter().any(|w| !registered.contains(w)) {
             self.late_step(at, Engine::Events, "PutTargets", put, late);
         }
     }
 
-    /// A `PutTargets` target from a config target: `Function` or `StateMachine` (a name in this
-    /// config or in the running engines) instead of `Arn`, `Input` as JSON rather than text.
-    async fn target(&mut self, at: &str, t: &Value) -> Option<Value> {
+    /// A `PutTargets` target from a config target: `Function`, `StateMachine` or
+    /// `ApiDestination` (a name in this config or in the running engines) instead of `Arn`,
+    /// `Input` as JSON rather than text; with the read that fills in `Arn` when it names an API
+    /// destination this apply creates.
+    async fn target(&mut self, at: &str, t: &Value) -> Option<(Value, Option<Late>)> {
         let Some(obj) = t.as_object() else {
             self.error(at, "a target is a JSON object");
             return None;
@@ -997,42 +1026,18 @@ impl Planner<'_> {
             }
             t.insert("Arn".into(), arn.into());
         }
+        let mut late = None;
         if let Some(d) = t.remove("ApiDestination") {
             let name = d.as_str().unwrap_or_default();
-            let arn = match self.destinations.iter().find(|(n, _)| n == name) {
-                Some((_, Some(arn))) => Some(arn.clone()),
-                // Created by this config: the ARN is read once it exists (see `Late`).
-                Some((_, None)) => None,
-                None => match self
-                    .ask(
-                        Engine::Events,
-                        "DescribeApiDestination",
-                        json!({"Name": name}),
-                    )
-                    .await
-                {
-                    Ok(found) => found["ApiDestinationArn"].as_str().map(str::to_string),
-                    Err(_) => {
-                        self.error(
-                            &format!("{at}/ApiDestination"),
-                            format!(
-                                "API destination {name} is neither in this config nor in Trellis"
-                            ),
-                        );
-                        return None;
-                    }
-                },
-            };
-            let arn = arn.unwrap_or_else(|| {
-                self.arn
-                    .arn("events", &format!("api-destination/{name}/pending"))
-            });
+            let at = format!("{at}/ApiDestination");
+            let (arn, l) = self.named_arn(&at, Named::ApiDestination, name).await?;
             t.insert("Arn".into(), arn.into());
+            late = l;
         }
         if let Some(input) = t.get_mut("Input").filter(|i| i.is_object() || i.is_array()) {
             *input = input.to_string().into();
         }
-        Some(Value::Object(t))
+        Some((Value::Object(t), late))
     }
 }
 
