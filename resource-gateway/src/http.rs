@@ -1,9 +1,13 @@
-//! HTTP endpoints: every request on a client's connection is sent to the resource through the
-//! endpoint's [`Origin`] (TLS origination, or plain HTTP), and its answer streamed back; a
-//! destination that cannot be reached is a 502, one that does not answer in time a 504. One
-//! access-log line per request, written when its response body is done.
+//! HTTP endpoints: every request on a client's connection (HTTP/1.1, or HTTP/2 with prior
+//! knowledge) is sent to the resource through the endpoint's [`Origin`] (TLS origination, or
+//! plain HTTP), and its answer streamed back; a destination that cannot be reached is a 502,
+//! one that does not answer in time a 504. A protocol upgrade the destination accepts (101,
+//! such as WebSocket) turns the client's connection into a tunnel to it. One access-log line
+//! per request, written when its response body is done (for an upgrade, when the tunnel
+//! closes).
 
 use std::convert::Infallible;
+use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -16,16 +20,20 @@ use http::{header, HeaderValue, Method, Request, Response, StatusCode};
 use http_body::{Body as _, Frame, SizeHint};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
-use hyper::server::conn::http1;
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper::upgrade::OnUpgrade;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 
 use crate::metrics::Counters;
-use crate::origin::{Body, BoxError, Dialed, Failure, Origin};
+use crate::origin::{upgrade_of, Body, BoxError, Dialed, Failure, Origin};
 use crate::proxy::{access_log_on, log_access, Identity};
 use crate::EndpointSpec;
+
+type Tunnel = Pin<Box<dyn Future<Output = ()> + Send>>;
 
 /// Serves one client connection until it closes or the endpoint is deleted and drained.
 pub(crate) async fn serve(
@@ -38,44 +46,60 @@ pub(crate) async fn serve(
 ) {
     let _ = client.set_nodelay(true);
     let port = spec.destination_port;
+    // An upgraded request leaves its tunnel here; it runs once hyper has handed over the
+    // connection, still inside this function so the connection stays counted and drained.
+    let (tunnels, mut tunnel) = mpsc::unbounded_channel::<Tunnel>();
     let svc = service_fn(move |req: Request<Incoming>| {
         let origin = origin.clone();
         let exchange = Exchange::new(identity.clone(), &req, counters.clone());
+        let tunnels = tunnels.clone();
         async move {
             let req = req.map(|b| exchange.count_up(b));
-            Ok::<_, Infallible>(forward(req, &origin, port, exchange).await)
+            Ok::<_, Infallible>(forward(req, &origin, port, exchange, &tunnels).await)
         }
     });
-    let conn = http1::Builder::new()
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(spec.idle_timeout)
-        .serve_connection(TokioIo::new(client), svc);
+        .header_read_timeout(spec.idle_timeout);
+    builder.http2().timer(TokioTimer::new());
+    let conn = builder.serve_connection_with_upgrades(TokioIo::new(client), svc);
     tokio::pin!(conn);
     if *kill.borrow() {
         return;
     }
-    loop {
+    tokio::select! {
+        r = conn.as_mut() => {
+            if let Err(e) = r {
+                tracing::debug!(resource_configuration = %spec.resource_configuration_id, "HTTP connection: {e}");
+            }
+        }
+        () = killed(&mut kill) => return,
+    }
+    if let Ok(tunnel) = tunnel.try_recv() {
         tokio::select! {
-            r = conn.as_mut() => {
-                if let Err(e) = r {
-                    tracing::debug!(resource_configuration = %spec.resource_configuration_id, "HTTP connection: {e}");
-                }
-                return;
-            }
-            changed = kill.changed() => {
-                if changed.is_err() || *kill.borrow() {
-                    return;
-                }
-            }
+            () = tunnel => {}
+            () = killed(&mut kill) => {}
+        }
+    }
+}
+
+/// Resolves once the endpoint is deleted (and drained) or its manager is gone.
+async fn killed(kill: &mut watch::Receiver<bool>) {
+    while !*kill.borrow() {
+        if kill.changed().await.is_err() {
+            return;
         }
     }
 }
 
 async fn forward(
-    req: Request<Body>,
+    mut req: Request<Body>,
     origin: &Origin,
     port: u16,
     exchange: Exchange,
+    tunnels: &mpsc::UnboundedSender<Tunnel>,
 ) -> Response<Body> {
     if req.method() == Method::CONNECT {
         exchange.log(405, None, 0, "denied: CONNECT is not proxied");
@@ -84,6 +108,9 @@ async fn forward(
             "405 Method Not Allowed: a resource endpoint does not tunnel\n",
         );
     }
+    // Taken before the request goes on: the client's side of a possible upgrade.
+    let client_side = (upgrade_of(req.headers()).is_some() && origin.upgrades())
+        .then(|| hyper::upgrade::on(&mut req));
     match origin.send(port, req).await {
         Err(f) => {
             exchange.failed(&f);
@@ -94,9 +121,16 @@ async fn forward(
             };
             text(f.status(), body)
         }
-        Ok(resp) => {
+        Ok(mut resp) => {
             let dialed = resp.extensions().get::<Dialed>().map(|d| d.0);
             let status = resp.status().as_u16();
+            if let (Some(client_side), StatusCode::SWITCHING_PROTOCOLS) =
+                (client_side, resp.status())
+            {
+                let origin_side = hyper::upgrade::on(&mut resp);
+                let _ = tunnels.send(Box::pin(tunnel(client_side, origin_side, exchange, dialed)));
+                return resp.map(|_| Full::new(Bytes::new()).map_err(|n| match n {}).boxed());
+            }
             resp.map(|inner| {
                 Logged {
                     inner,
@@ -111,6 +145,110 @@ async fn forward(
                 .boxed()
             })
         }
+    }
+}
+
+/// Carries bytes both ways between the two upgraded connections until either side closes,
+/// then logs the exchange (status 101) with the bytes each way.
+async fn tunnel(
+    client: OnUpgrade,
+    origin: OnUpgrade,
+    exchange: Exchange,
+    dialed: Option<SocketAddr>,
+) {
+    let down = Arc::new(AtomicU64::new(0));
+    let mut log = TunnelLog {
+        up_before: exchange.up.load(Relaxed),
+        exchange,
+        dialed,
+        down: down.clone(),
+        reason: "client_closed".into(),
+    };
+    let (client, origin) = match tokio::try_join!(client, origin) {
+        Ok(both) => both,
+        Err(e) => {
+            log.reason = format!("error: upgrade: {e}");
+            return;
+        }
+    };
+    let mut client = Counted {
+        io: TokioIo::new(client),
+        read: log.exchange.up.clone(),
+    };
+    let mut origin = Counted {
+        io: TokioIo::new(origin),
+        read: down,
+    };
+    log.reason = match tokio::io::copy_bidirectional(&mut client, &mut origin).await {
+        Ok(_) => "completed".into(),
+        Err(e) => format!("error: {e}"),
+    };
+}
+
+/// The access-log line of an upgraded exchange, written when the tunnel ends however it ends
+/// (closed, failed, or dropped when the endpoint is deleted).
+struct TunnelLog {
+    exchange: Exchange,
+    /// Request body bytes, already counted in the metrics.
+    up_before: u64,
+    dialed: Option<SocketAddr>,
+    down: Arc<AtomicU64>,
+    reason: String,
+}
+
+impl Drop for TunnelLog {
+    fn drop(&mut self) {
+        let up = self.exchange.up.load(Relaxed) - self.up_before;
+        self.exchange
+            .counters
+            .bytes_to_destination
+            .fetch_add(up, Relaxed);
+        let reason = if std::thread::panicking() {
+            "error: panic"
+        } else {
+            self.reason.as_str()
+        };
+        self.exchange
+            .log(101, self.dialed, self.down.load(Relaxed), reason);
+    }
+}
+
+/// A stream that counts the bytes read from it.
+struct Counted<T> {
+    io: T,
+    read: Arc<AtomicU64>,
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for Counted<T> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut this.io).poll_read(cx, buf);
+        this.read
+            .fetch_add((buf.filled().len() - before) as u64, Relaxed);
+        polled
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for Counted<T> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.get_mut().io).poll_write(cx, buf)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
     }
 }
 
@@ -294,8 +432,10 @@ mod tests {
                 tls: Some(TlsSettings {
                     server_name: "localhost".into(),
                     ca_file: Some(ca.to_path_buf()),
+                    client_identity: None,
                 }),
                 response_timeout: Duration::from_millis(500),
+                http2: false,
             }),
         }
     }
@@ -431,5 +571,215 @@ mod tests {
         )
         .await;
         assert!(r.starts_with("HTTP/1.1 502"), "{r}");
+    }
+
+    /// Reads from `s` until the end of a response head; returns the head.
+    async fn read_head(s: &mut tokio::net::TcpStream) -> String {
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") {
+            let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut byte))
+                .await
+                .expect("a head in time")
+                .unwrap();
+            assert_eq!(n, 1, "closed after {:?}", String::from_utf8_lossy(&head));
+            head.push(byte[0]);
+        }
+        String::from_utf8(head).unwrap()
+    }
+
+    #[tokio::test]
+    async fn an_accepted_upgrade_becomes_a_tunnel_to_the_destination() {
+        let good = pki(&["localhost"]);
+        let server = https_server(good.server.clone()).await;
+        let dir = tempfile::tempdir().unwrap();
+        let ca = dir.path().join("ca.pem");
+        std::fs::write(&ca, &good.ca_pem).unwrap();
+        let m = Manager::new();
+        m.apply(vec![spec("snra-ws", server.port(), &ca)]);
+        let addr = m.bound()[0].addr;
+
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        s.write_all(b"GET /echo HTTP/1.1\r\nHost: x\r\nConnection: keep-alive, Upgrade\r\nUpgrade: echo\r\n\r\n")
+            .await
+            .unwrap();
+        let head = read_head(&mut s).await.to_ascii_lowercase();
+        assert!(head.starts_with("http/1.1 101"), "{head}");
+        assert!(
+            head.contains("upgrade: echo") && head.contains("connection: upgrade"),
+            "{head}"
+        );
+        // Past the 101 the connection carries bytes both ways, several times.
+        for word in [&b"ping"[..], b"a longer message\r\n\r\nwith blank lines"] {
+            s.write_all(word).await.unwrap();
+            let mut back = vec![0u8; word.len()];
+            tokio::time::timeout(Duration::from_secs(5), s.read_exact(&mut back))
+                .await
+                .expect("the echo in time")
+                .unwrap();
+            assert_eq!(back, word);
+        }
+        drop(s);
+        // Once closed, the tunnel's bytes are counted each way (the echo returns them all).
+        let total = 4 + "a longer message\r\n\r\nwith blank lines".len();
+        let want = |direction: &str| {
+            format!("trellis_resource_bytes_total{{resource_configuration=\"rcfg-web\",direction=\"{direction}\"}} {total}\n")
+        };
+        let mut text = String::new();
+        for _ in 0..100 {
+            text = m.render_metrics();
+            if text.contains(&want("from_destination")) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(text.contains(&want("to_destination")), "{text}");
+        assert!(text.contains(&want("from_destination")), "{text}");
+
+        // h2c is never passed on: the request goes to the destination as a plain request.
+        let r = raw(
+            addr,
+            "GET /hello HTTP/1.1\r\nHost: x\r\nConnection: Upgrade, HTTP2-Settings, close\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n\r\n",
+        )
+        .await;
+        assert!(r.starts_with("HTTP/1.1 200"), "{r}");
+        // A refused upgrade is an ordinary answer.
+        let r = raw(
+            addr,
+            "GET /hello HTTP/1.1\r\nHost: x\r\nConnection: Upgrade, close\r\nUpgrade: websocket\r\n\r\n",
+        )
+        .await;
+        assert!(r.starts_with("HTTP/1.1 200"), "{r}");
+        assert!(r.contains("\"path\":\"/hello\""), "{r}");
+    }
+
+    #[tokio::test]
+    async fn mutual_tls_presents_the_configured_client_certificate() {
+        let good = pki(&["localhost"]);
+        let server = https_server(good.server_mtls.clone()).await;
+        let dir = tempfile::tempdir().unwrap();
+        let file = |name: &str, text: &str| {
+            let path = dir.path().join(name);
+            std::fs::write(&path, text).unwrap();
+            path
+        };
+        let ca = file("ca.pem", &good.ca_pem);
+        let cert = file("client.pem", &good.client_cert_pem);
+        let key = file("client.key", &good.client_key_pem);
+        let both = file(
+            "client-and-key.pem",
+            &format!("{}{}", good.client_cert_pem, good.client_key_pem),
+        );
+        let with = |assoc: &str, identity: Option<(&Path, &Path)>| {
+            let mut s = spec(assoc, server.port(), &ca);
+            s.http
+                .as_mut()
+                .unwrap()
+                .tls
+                .as_mut()
+                .unwrap()
+                .client_identity = identity.map(|(c, k)| crate::ClientIdentity {
+                certificate_file: c.to_path_buf(),
+                key_file: k.to_path_buf(),
+            });
+            s
+        };
+        let m = Manager::new();
+        m.apply(vec![
+            with("snra-none", None),
+            with("snra-pair", Some((&cert, &key))),
+            with("snra-combined", Some((&both, &both))),
+            with("snra-missing", Some((&cert, &dir.path().join("nope.key")))),
+        ]);
+        let bound = m.bound();
+        let ep = |assoc: &str| {
+            bound
+                .iter()
+                .find(|b| b.association_id == assoc)
+                .unwrap()
+                .addr
+        };
+        let get = "GET /who HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+        for assoc in ["snra-pair", "snra-combined"] {
+            let r = raw(ep(assoc), get).await;
+            assert!(r.starts_with("HTTP/1.1 200"), "{assoc}: {r}");
+            assert!(r.contains("\"path\":\"/who\""), "{assoc}: {r}");
+        }
+        // No certificate, or one whose key cannot be read: the handshake fails, 502.
+        for assoc in ["snra-none", "snra-missing"] {
+            let r = raw(ep(assoc), get).await;
+            assert!(r.starts_with("HTTP/1.1 502"), "{assoc}: {r}");
+        }
+    }
+
+    #[tokio::test]
+    async fn http2_to_the_destination_for_either_client_version() {
+        let good = pki(&["localhost"]);
+        let server = https_server(good.server.clone()).await;
+        let dir = tempfile::tempdir().unwrap();
+        let ca = dir.path().join("ca.pem");
+        std::fs::write(&ca, &good.ca_pem).unwrap();
+        let mut h2 = spec("snra-h2", server.port(), &ca);
+        h2.http.as_mut().unwrap().http2 = true;
+        let m = Manager::new();
+        m.apply(vec![h2, spec("snra-h1", server.port(), &ca)]);
+        let bound = m.bound();
+        let ep = |assoc: &str| {
+            bound
+                .iter()
+                .find(|b| b.association_id == assoc)
+                .unwrap()
+                .addr
+        };
+
+        // An HTTP/1.1 client; the destination is spoken to in HTTP/2.
+        let r = raw(
+            ep("snra-h2"),
+            "GET /one HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        )
+        .await;
+        assert!(r.starts_with("HTTP/1.1 200"), "{r}");
+        assert!(r.contains("\"version\":\"HTTP/2.0\""), "{r}");
+        let r = raw(
+            ep("snra-h1"),
+            "GET /one HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        )
+        .await;
+        assert!(r.contains("\"version\":\"HTTP/1.1\""), "{r}");
+
+        // An HTTP/2 client (prior knowledge, as gRPC clients speak to plain endpoints): the
+        // `te: trailers` a gRPC client sends goes on, and response trailers come back.
+        let tcp = tokio::net::TcpStream::connect(ep("snra-h2")).await.unwrap();
+        let (mut send, conn) = hyper::client::conn::http2::handshake(
+            hyper_util::rt::TokioExecutor::new(),
+            hyper_util::rt::TokioIo::new(tcp),
+        )
+        .await
+        .unwrap();
+        tokio::spawn(conn);
+        let req = |path: &str| {
+            http::Request::builder()
+                .uri(format!("http://x{path}"))
+                .header("te", "trailers")
+                .body(http_body_util::Empty::<bytes::Bytes>::new())
+                .unwrap()
+        };
+        use http_body_util::BodyExt;
+        let resp = send.send_request(req("/two")).await.unwrap();
+        assert_eq!(resp.status(), 200);
+        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        let body = String::from_utf8_lossy(&body);
+        assert!(body.contains("\"version\":\"HTTP/2.0\""), "{body}");
+        assert!(body.contains("\"te\":\"trailers\""), "{body}");
+        let resp = send.send_request(req("/trailers")).await.unwrap();
+        let collected = resp.into_body().collect().await.unwrap();
+        assert_eq!(
+            collected
+                .trailers()
+                .and_then(|t| t.get("grpc-status"))
+                .map(|v| v.as_bytes()),
+            Some(&b"0"[..])
+        );
+        assert_eq!(&collected.to_bytes()[..], b"data");
     }
 }

@@ -95,6 +95,9 @@ pub struct HttpSettings {
     pub tls: Option<TlsSettings>,
     /// Time from sending a request to its response head (then 504).
     pub response_timeout: Duration,
+    /// Speak HTTP/2 to the destination (ALPN `h2` over TLS, prior knowledge over plain HTTP)
+    /// instead of HTTP/1.1: for gRPC services. Clients may use either version on the endpoint.
+    pub http2: bool,
 }
 
 /// TLS origination: whom to trust and which name to verify.
@@ -105,6 +108,18 @@ pub struct TlsSettings {
     pub server_name: String,
     /// A PEM file of the CA certificates to trust; `None` trusts the system's roots.
     pub ca_file: Option<PathBuf>,
+    /// A client certificate to present (mutual TLS): PEM files of the certificate chain and
+    /// of its private key.
+    pub client_identity: Option<ClientIdentity>,
+}
+
+/// The certificate Trellis presents to a destination that asks for one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientIdentity {
+    /// PEM: the client certificate first, then any intermediates.
+    pub certificate_file: PathBuf,
+    /// PEM: the certificate's private key (PKCS#8, PKCS#1 or SEC1).
+    pub key_file: PathBuf,
 }
 
 /// What identifies an endpoint across config changes (association, resource configuration,

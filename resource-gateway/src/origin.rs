@@ -21,7 +21,7 @@ use hyper_util::client::legacy::connect::{Connected, Connection};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, ServerName};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use rustls::RootCertStore;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
@@ -29,7 +29,7 @@ use tokio_rustls::client::TlsStream;
 use tokio_rustls::TlsConnector;
 
 use crate::dns::Resolver;
-use crate::{Cidr, HttpSettings, TlsSettings};
+use crate::{Cidr, ClientIdentity, HttpSettings, TlsSettings};
 
 pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
 pub(crate) type Body = BoxBody<Bytes, BoxError>;
@@ -65,6 +65,7 @@ pub(crate) struct Origin {
     client: Client<Dialer, Body>,
     host: String,
     https: bool,
+    http2: bool,
     pub response_timeout: Duration,
 }
 
@@ -80,6 +81,7 @@ impl Origin {
             host: destination.to_string(),
             connect_timeout,
             tls: settings.tls.clone(),
+            http2: settings.http2,
             tls_ready: Mutex::new(None),
             resolver,
             forbidden,
@@ -88,20 +90,25 @@ impl Origin {
             .pool_timer(TokioTimer::new())
             .pool_idle_timeout(Duration::from_secs(30))
             .set_host(false)
+            .http2_only(settings.http2)
             .build(dialer);
         Self {
             client,
             host: settings.host.clone(),
             https: settings.tls.is_some(),
+            http2: settings.http2,
             response_timeout: settings.response_timeout,
         }
     }
 
     /// Sends `req` to the destination's `port`. Of the request's URI only the path and query
     /// are used; the Host header is the resource's name; hop-by-hop headers are dropped both
-    /// ways. Redirects come back to the caller as they are, never followed.
+    /// ways, but for a protocol upgrade ([`upgrade_of`]) on an HTTP/1.1 destination, whose
+    /// `Upgrade` is passed on (and a 101's answered). Redirects come back to the caller as
+    /// they are, never followed.
     pub async fn send(&self, port: u16, req: Request<Body>) -> Result<Response<Incoming>, Failure> {
-        let req = self.upstream_request(port, req)?;
+        let upgrade = upgrade_of(req.headers()).filter(|_| !self.http2);
+        let req = self.upstream_request(port, req, upgrade.as_ref())?;
         match tokio::time::timeout(self.response_timeout, self.client.request(req)).await {
             Err(_) => Err(Failure {
                 timeout: true,
@@ -113,13 +120,31 @@ impl Origin {
             }),
             Ok(Err(e)) => Err(failure(&e)),
             Ok(Ok(mut resp)) => {
+                let switched = resp.headers().get(header::UPGRADE).cloned();
                 strip_hop_by_hop(resp.headers_mut());
+                if let (Some(_), true, Some(protocol)) = (
+                    upgrade,
+                    resp.status() == StatusCode::SWITCHING_PROTOCOLS,
+                    switched,
+                ) {
+                    mark_upgrade(resp.headers_mut(), protocol);
+                }
                 Ok(resp)
             }
         }
     }
 
-    fn upstream_request(&self, port: u16, req: Request<Body>) -> Result<Request<Body>, Failure> {
+    /// Whether a protocol upgrade can pass: only over HTTP/1.1 to the destination.
+    pub fn upgrades(&self) -> bool {
+        !self.http2
+    }
+
+    fn upstream_request(
+        &self,
+        port: u16,
+        req: Request<Body>,
+        upgrade: Option<&HeaderValue>,
+    ) -> Result<Request<Body>, Failure> {
         let (mut parts, body) = req.into_parts();
         let host = if self.host.contains(':') && !self.host.starts_with('[') {
             format!("[{}]", self.host)
@@ -142,8 +167,26 @@ impl Origin {
         parts.uri = format!("{scheme}://{authority}{path}")
             .parse()
             .map_err(|e| bad(format!("cannot address {authority}{path}: {e}")))?;
-        parts.version = http::Version::HTTP_11;
+        // `TE: trailers` is the one TE value HTTP/2 allows; gRPC servers want it.
+        let te_trailers = self.http2
+            && parts
+                .headers
+                .get(header::TE)
+                .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"trailers"));
         strip_hop_by_hop(&mut parts.headers);
+        if self.http2 {
+            parts.version = http::Version::HTTP_2;
+            if te_trailers {
+                parts
+                    .headers
+                    .insert(header::TE, HeaderValue::from_static("trailers"));
+            }
+        } else {
+            parts.version = http::Version::HTTP_11;
+        }
+        if let Some(protocol) = upgrade {
+            mark_upgrade(&mut parts.headers, protocol.clone());
+        }
         let host = HeaderValue::from_str(&authority)
             .map_err(|e| bad(format!("resource name {authority:?}: {e}")))?;
         parts.headers.insert(header::HOST, host);
@@ -171,6 +214,28 @@ fn failure(e: &hyper_util::client::legacy::Error) -> Failure {
         connect: e.is_connect(),
         reason: format!("error: {}", text.join(": ")),
     }
+}
+
+/// The protocol a request asks to switch to (`Connection: upgrade` with `Upgrade: X`, RFC 9110
+/// 7.8), such as `websocket`. `h2c` is not passed on: the endpoint's client speaks HTTP/2 to
+/// the endpoint itself, and the destination leg's version is the resource's setting.
+pub(crate) fn upgrade_of(headers: &HeaderMap) -> Option<HeaderValue> {
+    let asked = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim().eq_ignore_ascii_case("upgrade"));
+    let protocol = headers.get(header::UPGRADE)?;
+    let h2c = protocol
+        .to_str()
+        .map_or(true, |p| p.trim().eq_ignore_ascii_case("h2c"));
+    (asked && !h2c).then(|| protocol.clone())
+}
+
+fn mark_upgrade(headers: &mut HeaderMap, protocol: HeaderValue) {
+    headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    headers.insert(header::UPGRADE, protocol);
 }
 
 /// Drops the headers that belong to one connection (RFC 9110 7.6.1).
@@ -209,6 +274,7 @@ struct DialerInner {
     host: String,
     connect_timeout: Duration,
     tls: Option<TlsSettings>,
+    http2: bool,
     /// Built on first use and kept; a failed build (a CA file not there yet) is retried on the
     /// next connection.
     tls_ready: Mutex<Option<(TlsConnector, ServerName<'static>)>>,
@@ -236,7 +302,7 @@ impl DialerInner {
         if let Some(t) = ready.as_ref() {
             return Ok(t.clone());
         }
-        let built = tls_connector(settings)?;
+        let built = tls_connector(settings, self.http2)?;
         *ready = Some(built.clone());
         Ok(built)
     }
@@ -302,18 +368,35 @@ impl tower_service::Service<http::Uri> for Dialer {
     }
 }
 
-fn tls_connector(t: &TlsSettings) -> Result<(TlsConnector, ServerName<'static>), String> {
+fn tls_connector(
+    t: &TlsSettings,
+    http2: bool,
+) -> Result<(TlsConnector, ServerName<'static>), String> {
     let roots = match &t.ca_file {
         Some(path) => load_roots(path)?,
         None => system_roots()?,
     };
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| e.to_string())?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        .with_root_certificates(roots);
+    let mut config = match &t.client_identity {
+        None => builder.with_no_client_auth(),
+        Some(id) => {
+            let (chain, key) = load_identity(id)?;
+            builder
+                .with_client_auth_cert(chain, key)
+                .map_err(|e| format!("client certificate {}: {e}", id.certificate_file.display()))?
+        }
+    };
+    // Only the version the destination is set to speak: a server that picks the other one
+    // fails the handshake rather than a request later.
+    config.alpn_protocols = if http2 {
+        vec![b"h2".to_vec()]
+    } else {
+        vec![b"http/1.1".to_vec()]
+    };
     let name = ServerName::try_from(t.server_name.clone()).map_err(|e| {
         format!(
             "server name {:?} is not a DNS name or IP address: {e}",
@@ -321,6 +404,29 @@ fn tls_connector(t: &TlsSettings) -> Result<(TlsConnector, ServerName<'static>),
         )
     })?;
     Ok((TlsConnector::from(Arc::new(config)), name))
+}
+
+/// The client certificate chain and private key of a [`ClientIdentity`].
+fn load_identity(
+    id: &ClientIdentity,
+) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), String> {
+    let cannot = |path: &Path, e: &dyn std::fmt::Display| {
+        format!("cannot read client certificate {}: {e}", path.display())
+    };
+    let chain = CertificateDer::pem_file_iter(&id.certificate_file)
+        .map_err(|e| cannot(&id.certificate_file, &e))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| cannot(&id.certificate_file, &e))?;
+    if chain.is_empty() {
+        return Err(cannot(&id.certificate_file, &"no certificate in the file"));
+    }
+    let key = PrivateKeyDer::from_pem_file(&id.key_file).map_err(|e| {
+        format!(
+            "cannot read client certificate key {}: {e}",
+            id.key_file.display()
+        )
+    })?;
+    Ok((chain, key))
 }
 
 /// The CA certificates of a PEM file.
@@ -370,7 +476,13 @@ enum Stream {
 
 impl Connection for Conn {
     fn connected(&self) -> Connected {
-        Connected::new().extra(Dialed(self.addr))
+        let connected = Connected::new().extra(Dialed(self.addr));
+        match &self.stream {
+            Stream::Tls(tls) if tls.get_ref().1.alpn_protocol() == Some(b"h2") => {
+                connected.negotiated_h2()
+            }
+            _ => connected,
+        }
     }
 }
 

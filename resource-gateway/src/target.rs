@@ -177,8 +177,10 @@ mod tests {
                 tls: Some(TlsSettings {
                     server_name: "api.internal".into(),
                     ca_file: Some(ca),
+                    client_identity: None,
                 }),
                 response_timeout: Duration::from_secs(5),
+                http2: false,
             },
             connect_timeout: Duration::from_secs(2),
         };

@@ -1,4 +1,5 @@
-//! Test helpers: a CA with a server certificate, and an HTTPS server that says what it got.
+//! Test helpers: a CA with a server and a client certificate, and an HTTPS server (HTTP/1.1
+//! and HTTP/2) that says what it got.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -7,19 +8,26 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::{header, Request, Response, StatusCode};
+use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
 use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
 use serde_json::json;
 use tokio::net::TcpListener;
 
-/// A CA (its PEM) and a TLS server config whose certificate it signed for `names`.
+/// A CA (its PEM), a TLS server config whose certificate it signed for `names`, one that also
+/// requires a client certificate the CA signed, and such a client certificate (PEM files'
+/// contents).
 pub struct Pki {
     pub ca_pem: String,
     pub server: Arc<rustls::ServerConfig>,
+    pub server_mtls: Arc<rustls::ServerConfig>,
+    pub client_cert_pem: String,
+    pub client_key_pem: String,
 }
 
 pub fn pki(names: &[&str]) -> Pki {
@@ -34,25 +42,52 @@ pub fn pki(names: &[&str]) -> Pki {
         .unwrap()
         .signed_by(&key, &ca)
         .unwrap();
+    let client_key = KeyPair::generate().unwrap();
+    let mut client = CertificateParams::new(Vec::<String>::new()).unwrap();
+    client
+        .distinguished_name
+        .push(DnType::CommonName, "trellis-gateway");
+    let client = client.signed_by(&client_key, &ca).unwrap();
+
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut server = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_no_client_auth()
-        .with_single_cert(
-            vec![leaf.der().clone()],
-            PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),
-        )
-        .unwrap();
-    server.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let server_config = |verifier: Option<Arc<dyn rustls::server::danger::ClientCertVerifier>>| {
+        let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .unwrap();
+        let builder = match verifier {
+            Some(v) => builder.with_client_cert_verifier(v),
+            None => builder.with_no_client_auth(),
+        };
+        let mut server = builder
+            .with_single_cert(
+                vec![leaf.der().clone()],
+                PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),
+            )
+            .unwrap();
+        server.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        Arc::new(server)
+    };
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(ca.der().clone()).unwrap();
+    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+        Arc::new(roots),
+        provider.clone(),
+    )
+    .build()
+    .unwrap();
     Pki {
         ca_pem: ca.pem(),
-        server: Arc::new(server),
+        server: server_config(None),
+        server_mtls: server_config(Some(verifier)),
+        client_cert_pem: client.pem(),
+        client_key_pem: client_key.serialize_pem(),
     }
 }
 
-/// An HTTPS server on 127.0.0.1 answering JSON with the Host header, method, path and body it
-/// got; `/slow` answers after two seconds, `/redirect` with a 302 elsewhere.
+/// An HTTPS server on 127.0.0.1 (HTTP/1.1 or HTTP/2 by ALPN) answering JSON with the Host
+/// header, method, path, HTTP version, `te` header and body it got; `/slow` answers after two
+/// seconds, `/redirect` with a 302 elsewhere, `/trailers` with a `grpc-status: 0` trailer, and
+/// `/echo` with `Upgrade: echo` switches protocols (101) and then sends back every byte.
 pub async fn https_server(config: Arc<rustls::ServerConfig>) -> SocketAddr {
     let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = l.local_addr().unwrap();
@@ -64,8 +99,8 @@ pub async fn https_server(config: Arc<rustls::ServerConfig>) -> SocketAddr {
                 let Ok(tls) = acceptor.accept(tcp).await else {
                     return;
                 };
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(tls), service_fn(answer))
+                let _ = auto::Builder::new(TokioExecutor::new())
+                    .serve_connection_with_upgrades(TokioIo::new(tls), service_fn(answer))
                     .await;
             });
         }
@@ -73,7 +108,29 @@ pub async fn https_server(config: Arc<rustls::ServerConfig>) -> SocketAddr {
     addr
 }
 
-async fn answer(req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
+type Reply = Response<BoxBody<Bytes, Infallible>>;
+
+fn reply(body: impl Into<Bytes>) -> Reply {
+    Response::new(Full::new(body.into()).boxed())
+}
+
+async fn answer(mut req: Request<Incoming>) -> Result<Reply, Infallible> {
+    if req.uri().path() == "/echo" && req.headers().get(header::UPGRADE).is_some() {
+        let upgraded = hyper::upgrade::on(&mut req);
+        tokio::spawn(async move {
+            if let Ok(io) = upgraded.await {
+                let (mut r, mut w) = tokio::io::split(TokioIo::new(io));
+                let _ = tokio::io::copy(&mut r, &mut w).await;
+            }
+        });
+        let mut r = reply(Bytes::new());
+        *r.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+        r.headers_mut()
+            .insert(header::CONNECTION, "upgrade".parse().unwrap());
+        r.headers_mut()
+            .insert(header::UPGRADE, "echo".parse().unwrap());
+        return Ok(r);
+    }
     let (parts, body) = req.into_parts();
     let body = body
         .collect()
@@ -82,8 +139,16 @@ async fn answer(req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infalli
         .unwrap_or_default();
     match parts.uri.path() {
         "/slow" => tokio::time::sleep(Duration::from_secs(2)).await,
+        "/trailers" => {
+            let mut trailers = http::HeaderMap::new();
+            trailers.insert("grpc-status", "0".parse().unwrap());
+            let body = Full::new(Bytes::from_static(b"data"))
+                .with_trailers(async move { Some(Ok(trailers)) })
+                .boxed();
+            return Ok(Response::new(body));
+        }
         "/redirect" => {
-            let mut r = Response::new(Full::new(Bytes::new()));
+            let mut r = reply(Bytes::new());
             *r.status_mut() = StatusCode::FOUND;
             r.headers_mut().insert(
                 header::LOCATION,
@@ -97,7 +162,9 @@ async fn answer(req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infalli
         "host": parts.headers.get(header::HOST).and_then(|h| h.to_str().ok()),
         "method": parts.method.as_str(),
         "path": parts.uri.path(),
+        "version": format!("{:?}", parts.version),
+        "te": parts.headers.get(header::TE).and_then(|h| h.to_str().ok()),
         "body": String::from_utf8_lossy(&body),
     });
-    Ok(Response::new(Full::new(Bytes::from(text.to_string()))))
+    Ok(reply(text.to_string()))
 }

@@ -12,7 +12,9 @@
 //! endpoints): `trellis:allowed-cidrs` (client CIDR blocks, comma-separated; all clients when
 //! unset), `trellis:max-connections`, `trellis:connect-timeout-ms`, `trellis:idle-timeout-ms`,
 //! `trellis:drain-timeout-ms`, `trellis:protocol` (`TCP`, `HTTPS`, `HTTP`),
-//! `trellis:tls-server-name`, `trellis:ca-certificate`, `trellis:response-timeout-ms`.
+//! `trellis:tls-server-name`, `trellis:ca-certificate`, `trellis:client-certificate` and
+//! `trellis:client-key` (mutual TLS toward the resource), `trellis:protocol-version` (`HTTP1`,
+//! `HTTP2` or `GRPC`: the version spoken to the resource), `trellis:response-timeout-ms`.
 
 use std::collections::HashSet;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -25,7 +27,7 @@ use trellis_core::id::new_id;
 use trellis_core::target::TargetRegistry;
 use trellis_core::ApiError;
 use trellis_resource_gateway::{
-    Cidr, EndpointSpec, HttpSettings, Manager, TargetSpec, TlsSettings,
+    Cidr, ClientIdentity, EndpointSpec, HttpSettings, Manager, TargetSpec, TlsSettings,
 };
 
 use super::resource_configuration::{destination, effective_ports};
@@ -484,6 +486,8 @@ struct Settings {
     protocol: Protocol,
     tls_server_name: Option<String>,
     ca_file: Option<PathBuf>,
+    client_identity: Option<ClientIdentity>,
+    http2: bool,
     response_timeout: Duration,
 }
 
@@ -522,14 +526,47 @@ impl Settings {
                 Protocol::Tcp
             }
         };
-        let ca_file = text("trellis:ca-certificate").map(|name| {
+        let file = |name: &str| {
             let path = PathBuf::from(name);
             if path.is_absolute() {
                 path
             } else {
                 certificates_dir().join(path)
             }
-        });
+        };
+        let ca_file = text("trellis:ca-certificate").map(file);
+        // The key may sit in the certificate's own PEM file, as many tools write them.
+        let client_identity = match (
+            text("trellis:client-certificate"),
+            text("trellis:client-key"),
+        ) {
+            (Some(cert), key) => Some(ClientIdentity {
+                certificate_file: file(cert),
+                key_file: file(key.unwrap_or(cert)),
+            }),
+            (None, Some(_)) => {
+                tracing::warn!(
+                    owner,
+                    "trellis:client-key without trellis:client-certificate; no client certificate is presented"
+                );
+                None
+            }
+            (None, None) => None,
+        };
+        let http2 = match text("trellis:protocol-version")
+            .map(str::to_ascii_uppercase)
+            .as_deref()
+        {
+            None | Some("HTTP1") => false,
+            Some("HTTP2" | "GRPC") => true,
+            Some(other) => {
+                tracing::warn!(
+                    owner,
+                    "trellis:protocol-version {other:?} is not HTTP1, HTTP2 or GRPC; using HTTP1"
+                );
+                false
+            }
+        };
         Self {
             allowed_cidrs,
             max_connections: text("trellis:max-connections").and_then(|v| v.parse().ok()),
@@ -548,6 +585,8 @@ impl Settings {
             protocol,
             tls_server_name: text("trellis:tls-server-name").map(str::to_string),
             ca_file,
+            client_identity,
+            http2,
             response_timeout: ms(
                 "trellis:response-timeout-ms",
                 trellis_resource_gateway::DEFAULT_RESPONSE_TIMEOUT,
@@ -573,8 +612,10 @@ impl Settings {
             tls: tls.then(|| TlsSettings {
                 server_name: name,
                 ca_file: self.ca_file.clone(),
+                client_identity: self.client_identity.clone(),
             }),
             response_timeout: self.response_timeout,
+            http2: self.http2,
         })
     }
 }
@@ -713,11 +754,50 @@ mod tests {
             .find(|s| s.resource_configuration_id == "rcfg-a")
             .and_then(|s| s.http.clone())
             .unwrap();
+        let a_tls = a.tls.unwrap();
         assert_eq!(
-            a.tls.unwrap().server_name,
-            "10.0.0.1",
+            a_tls.server_name, "10.0.0.1",
             "an IP resource verifies its IP"
         );
+        assert_eq!(a_tls.client_identity, None);
+        assert!(!a.http2);
+
+        // Mutual TLS and HTTP/2 toward the resource; the key defaults to the certificate's file.
+        st.put(
+            kind::TAGS,
+            "arn:rcfg-b",
+            json!({"trellis:client-certificate": "/etc/trellis/gw.pem", "trellis:protocol-version": "grpc"}),
+        );
+        st.put(
+            kind::TAGS,
+            "arn:rcfg-a",
+            json!({"trellis:client-certificate": "gw.pem", "trellis:client-key": "/keys/gw.key", "trellis:protocol-version": "HTTP1"}),
+        );
+        let specs = endpoint_specs(&st);
+        let http = |id: &str| {
+            specs
+                .iter()
+                .find(|s| s.resource_configuration_id == id)
+                .and_then(|s| s.http.clone())
+                .unwrap()
+        };
+        let b = http("rcfg-b");
+        assert!(b.http2);
+        assert_eq!(
+            b.tls.unwrap().client_identity,
+            Some(ClientIdentity {
+                certificate_file: PathBuf::from("/etc/trellis/gw.pem"),
+                key_file: PathBuf::from("/etc/trellis/gw.pem"),
+            })
+        );
+        let a = http("rcfg-a");
+        assert!(!a.http2);
+        let id = a.tls.unwrap().client_identity.unwrap();
+        assert!(
+            id.certificate_file.ends_with("certificates/gw.pem"),
+            "{id:?}"
+        );
+        assert_eq!(id.key_file, PathBuf::from("/keys/gw.key"));
 
         // Plain HTTP, for the endpoints and the targets.
         st.put(kind::TAGS, "arn:g", json!({"trellis:protocol": "HTTP"}));
