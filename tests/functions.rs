@@ -1465,6 +1465,42 @@ fn python_component() -> Option<Vec<u8>> {
     std::fs::read(&wasm).ok()
 }
 
+/// `tests/fixtures/wasi-http-js/app.js` built into a `wasi:http/proxy` component with jco
+/// (componentize-js, StarlingMonkey), or `None` when jco is not installed. The jco pinned by the
+/// fixture's `package.json` and installed under `target/jco` (as `.ci/run` does) comes first,
+/// then a `jco` on the PATH. A jco that is there but fails to build the component is a failure.
+fn js_component() -> Option<Vec<u8>> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let fixture = root.join("tests/fixtures/wasi-http-js");
+    let pinned = root.join("target/jco/node_modules/.bin/jco");
+    let jco = if pinned.exists() {
+        pinned.into_os_string()
+    } else {
+        "jco".into()
+    };
+    let out = tempfile::tempdir().unwrap();
+    let wasm = out.path().join("app.wasm");
+    let built = std::process::Command::new(&jco)
+        .arg("componentize")
+        .arg(fixture.join("app.js"))
+        .arg("--wit")
+        .arg(fixture.join("wit"))
+        .args(["--world-name", "app", "-o"])
+        .arg(&wasm)
+        .output();
+    match built {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => panic!("running {jco:?}: {e}"),
+        Ok(o) if !o.status.success() => panic!(
+            "jco componentize failed ({}): {}{}",
+            o.status,
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        ),
+        Ok(_) => Some(std::fs::read(&wasm).expect("jco wrote the component")),
+    }
+}
+
 /// One request with a body through the data plane.
 async fn send_body(
     t: &Trellis,
@@ -1678,4 +1714,113 @@ async fn wasm_http_components_serve_a_wasm_target_group() {
     let r = send_body(&t, "POST", &dns, "/m?k=v", &[], "event body").await;
     assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
     assert_eq!(&r.body[..], b"event body");
+}
+
+/// A JavaScript `wasi:http` component (jco, componentize-js: StarlingMonkey's fetch event,
+/// `wasi:http@0.2.10` on a 0.2.12 host) deployed with the Lambda API, served through a `WASM`
+/// target group, invoked through `Invoke`, stopped at its timeout, refused outgoing HTTP.
+#[tokio::test]
+async fn wasm_http_components_built_with_jco() {
+    let started = std::time::Instant::now();
+    let Some(component) = js_component() else {
+        tool_missing(
+            "jco",
+            "npm install --prefix target/jco (with tests/fixtures/wasi-http-js/package.json there)",
+        );
+        return;
+    };
+    let built = started.elapsed();
+    let dir = tempfile::tempdir().unwrap();
+    let t = Trellis::start(dir.path(), &[]);
+    let c = lambda(&t);
+    let started = std::time::Instant::now();
+    let out = create_wasm(&c, "jshttp", &component, 2, 256, &[("GREETING", "hello")])
+        .await
+        .expect("create the component function");
+    assert_eq!(out.state(), Some(&State::Active));
+    // Reported, not asserted: the build, and CreateFunction's compile of the component.
+    eprintln!(
+        "jco componentize build {built:?}; CreateFunction ({:.1} MB component) {:?}",
+        component.len() as f64 / (1 << 20) as f64,
+        started.elapsed()
+    );
+
+    // Through the data plane, twice: every request gets a fresh instance, so the fetch event
+    // (which answers once per instance) answers each.
+    let (dns, _) = wasm_service(&t, "jshttp", "jshttp").await;
+    for n in 0..2 {
+        let r = send_body(
+            &t,
+            "PUT",
+            &dns,
+            &format!("/orders/{n}?x=1&y=two"),
+            &[("x-tenant", "acme"), ("content-type", "text/plain")],
+            "hello, component",
+        )
+        .await;
+        assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+        assert_eq!(r.headers["x-echo"], "wasi-http");
+        assert_eq!(r.headers["content-type"], "application/json");
+        let echo = r.json();
+        assert_eq!(echo["method"], "PUT", "{echo}");
+        assert_eq!(echo["path"], format!("/orders/{n}?x=1&y=two"));
+        assert_eq!(echo["headers"]["x-tenant"], json!(["acme"]));
+        assert_eq!(echo["body"], "hello, component");
+        // The function's variables, through wasi:cli/environment.
+        assert_eq!(echo["greeting"], "hello");
+    }
+    let r = send_body(&t, "GET", &dns, "/status/418", &[], "").await;
+    assert_eq!(r.status, 418);
+    assert_eq!(&r.body[..], b"status 418");
+
+    // Outgoing HTTP is not granted: the host refuses the guest's request, which StarlingMonkey's
+    // fetch reports as a rejected promise (a TypeError, without the wasi:http error code).
+    let r = send_body(&t, "GET", &dns, "/outgoing", &[], "").await;
+    let said = String::from_utf8_lossy(&r.body);
+    assert!(said.starts_with("refused: TypeError"), "{said}");
+
+    // An endless loop is stopped at the function's timeout.
+    let started = std::time::Instant::now();
+    let r = send_body(&t, "GET", &dns, "/loop", &[], "").await;
+    assert_eq!(r.status, 504, "{}", String::from_utf8_lossy(&r.body));
+    assert!(started.elapsed() < Duration::from_secs(5));
+
+    // The Lambda Invoke API: the payload POSTed to / as JSON, a 2xx body is the result.
+    let (body, error, logs, _) = invoke(&c, "jshttp", json!({"order": 7})).await;
+    assert_eq!(error, None, "{body}");
+    assert_eq!(body["method"], "POST");
+    assert_eq!(body["path"], "/");
+    assert_eq!(body["headers"]["content-type"], json!(["application/json"]));
+    assert_eq!(
+        serde_json::from_str::<Value>(body["body"].as_str().unwrap()).unwrap(),
+        json!({"order": 7})
+    );
+    assert_eq!(body["greeting"], "hello");
+    assert!(logs.contains("echo POST /"), "{logs}");
+    assert!(logs.contains("REPORT RequestId:"), "{logs}");
+    // Another status is a function error carrying it.
+    let (err, error, _, _) = invoke(&c, "jshttp", json!({"status": 503})).await;
+    assert_eq!(error.as_deref(), Some("Unhandled"));
+    assert_eq!(err["errorType"], "HttpError", "{err}");
+    assert_eq!(err["statusCode"], 503, "{err}");
+    assert_eq!(err["body"], "status 503", "{err}");
+    // A timeout has the Lambda timeout shape.
+    let started = std::time::Instant::now();
+    let (err, error, logs, _) = invoke(&c, "jshttp", json!({"loop": true})).await;
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert_eq!(error.as_deref(), Some("Unhandled"));
+    assert_eq!(err["errorType"], "Sandbox.Timedout", "{err}");
+    assert!(
+        err["errorMessage"]
+            .as_str()
+            .unwrap()
+            .contains("Task timed out after 2.00 seconds"),
+        "{err}"
+    );
+    assert!(logs.contains("Task timed out after 2.00 seconds"), "{logs}");
+
+    // The stopped guest left nothing behind: the next request is answered.
+    let r = send_body(&t, "POST", &dns, "/again", &[], "still here").await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(r.json()["body"], "still here");
 }
