@@ -1632,6 +1632,34 @@ async fn wasm_http_components_serve_a_wasm_target_group() {
     let said = String::from_utf8_lossy(&r.body);
     assert!(said.contains("HttpRequestDenied"), "{said}");
 
+    // The body is streamed: its first part arrives while the handler still runs (it pauses
+    // 1.5 s before the second), and a body beyond Lambda's 6 MB passes whole.
+    use http_body_util::BodyExt;
+    let started = std::time::Instant::now();
+    let req = http::Request::builder()
+        .uri(format!("http://{}/stream", t.listen))
+        .header(http::header::HOST, &dns)
+        .body(http_body_util::Full::new(bytes::Bytes::new()))
+        .unwrap();
+    let resp = http_client().request(req).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let mut body = resp.into_body();
+    let first = body.frame().await.unwrap().unwrap().into_data().unwrap();
+    let first_at = started.elapsed();
+    assert_eq!(&first[..], b"first\n");
+    let rest = body.collect().await.unwrap().to_bytes();
+    assert_eq!(&rest[..], b"second\n");
+    let all_at = started.elapsed();
+    assert!(
+        first_at < Duration::from_millis(1200) && all_at >= Duration::from_millis(1500),
+        "first part after {first_at:?}, all after {all_at:?}"
+    );
+    let size = 8 << 20;
+    let r = send_body(&t, "GET", &dns, &format!("/big/{size}"), &[], "").await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body.len(), size);
+    assert!(r.body.chunks(16).all(|c| c == b"0123456789abcdef"));
+
     // An endless loop is stopped at the function's timeout.
     let started = std::time::Instant::now();
     let r = send_body(&t, "GET", &dns, "/loop", &[], "").await;

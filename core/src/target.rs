@@ -36,6 +36,12 @@ pub type HttpRequest = http::Request<Bytes>;
 /// `Ok` response; `Err` means no answer was had (refused, timed out, not an HTTP target).
 pub type HttpResponse = http::Response<Bytes>;
 
+/// A response body passed on as it is produced.
+pub type StreamingBody =
+    http_body_util::combinators::BoxBody<Bytes, Box<dyn std::error::Error + Send + Sync>>;
+/// The answer to an [`HttpRequest`] with its body streamed ([`Target::invoke_http_streaming`]).
+pub type StreamingResponse = http::Response<StreamingBody>;
+
 /// Something that can be invoked by ARN.
 pub trait Target: Send + Sync {
     fn arn(&self) -> &str;
@@ -58,6 +64,25 @@ pub trait Target: Send + Sync {
             )))
         })
     }
+
+    /// As [`invoke_http`](Self::invoke_http), but the response comes as soon as its head is
+    /// known and its body as it is produced (a `wasi:http` component's answer, for the data
+    /// plane). By default, the whole answer of `invoke_http`.
+    fn invoke_http_streaming(
+        &self,
+        req: HttpRequest,
+    ) -> BoxFuture<'static, Result<StreamingResponse, TargetError>> {
+        let answer = self.invoke_http(req);
+        Box::pin(async move { Ok(answer.await?.map(whole)) })
+    }
+}
+
+/// A whole body as a [`StreamingBody`].
+pub fn whole(body: Bytes) -> StreamingBody {
+    use http_body_util::BodyExt;
+    http_body_util::Full::new(body)
+        .map_err(|never| match never {})
+        .boxed()
 }
 
 /// The registry key under which an HTTP target answers for a host name (a service-network
@@ -111,6 +136,18 @@ impl TargetRegistry {
             .get(arn)
             .ok_or_else(|| TargetError::NotFound(arn.to_string()))?;
         target.invoke_http(req).await
+    }
+
+    /// Sends an HTTP request to the target registered under `arn`, its answer streamed.
+    pub async fn invoke_http_streaming(
+        &self,
+        arn: &str,
+        req: HttpRequest,
+    ) -> Result<StreamingResponse, TargetError> {
+        let target = self
+            .get(arn)
+            .ok_or_else(|| TargetError::NotFound(arn.to_string()))?;
+        target.invoke_http_streaming(req).await
     }
 
     fn write(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<String, Arc<dyn Target>>> {

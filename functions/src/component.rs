@@ -15,10 +15,14 @@
 //! (`HTTP-request-denied`) unless the function's environment variable
 //! [`OUTGOING_HTTP_VARIABLE`] lists the host (or `*`).
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use http_body::Frame;
 use http_body_util::{BodyExt, Full, Limited};
 use wasmtime::component::{Component, Linker, ResourceTable};
 use wasmtime::{Store, Trap, UpdateDeadline};
@@ -26,6 +30,7 @@ use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 use wasmtime_wasi_http::p2::bindings::http::types::{ErrorCode, Scheme};
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
+use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
 
 use crate::wasm::{describe, MemoryCap, MAX_WASM32_MEMORY, TICK};
@@ -205,9 +210,12 @@ pub enum HttpEnded {
     OutOfMemory(String),
     TimedOut,
     TooLarge(usize),
+    /// The guest set a response whose body was streamed to the caller (see
+    /// [`HttpComponent::stream`]): read to its end, or abandoned by the reader.
+    Streamed,
 }
 
-/// The result of [`HttpComponent::handle`].
+/// The result of [`HttpComponent::handle`], and what a streamed response's end reports.
 pub struct HttpRun {
     pub ended: HttpEnded,
     /// What the guest wrote to stdout and stderr.
@@ -226,13 +234,67 @@ struct GuestDone {
     peak: usize,
 }
 
-type Outparam = Result<hyper::Response<wasmtime_wasi_http::p2::body::HyperOutgoingBody>, ErrorCode>;
+type Outparam = Result<hyper::Response<HyperOutgoingBody>, ErrorCode>;
+type Guest = Pin<Box<dyn Future<Output = GuestDone> + Send>>;
+/// Called once with how a streamed response's run ended, when its body is done (or dropped)
+/// and the guest has returned.
+pub type OnEnd = Box<dyn FnOnce(HttpRun) + Send>;
+
+/// What [`HttpComponent::stream`] gives.
+pub enum Streamed {
+    /// The guest set a response: its head, and a body that runs the guest as it is read.
+    Response(http::Response<GuestBody>),
+    /// The guest ended without a response (or set an error code): how.
+    Ended(HttpRun),
+}
 
 impl HttpComponent {
     /// Instantiates the component in a fresh store and hands it `call.request`; the guest runs
     /// on this task (see the module's documentation) while the same task takes its response.
-    /// The whole body is buffered.
+    /// The whole body is buffered, up to `call.max_response` bytes.
     pub async fn handle(self: &Arc<Self>, call: HttpCall<'_>) -> HttpRun {
+        let max_response = call.max_response;
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let resp = match self
+            .stream(
+                call,
+                Box::new(move |run| {
+                    let _ = tx.send(run);
+                }),
+            )
+            .await
+        {
+            Streamed::Ended(run) => return run,
+            Streamed::Response(resp) => resp,
+        };
+        let (parts, body) = resp.into_parts();
+        let collected = Limited::new(body, max_response).collect().await;
+        // The body is dropped by now, so its end has been (or, once the guest returns, will
+        // be) reported.
+        let Ok(mut run) = rx.await else {
+            unreachable!("a streamed response reports its end")
+        };
+        match (collected, &run.ended) {
+            (Ok(b), HttpEnded::Streamed) => {
+                run.ended = HttpEnded::Response(http::Response::from_parts(parts, b.to_bytes()));
+            }
+            (Err(e), _)
+                if e.downcast_ref::<http_body_util::LengthLimitError>()
+                    .is_some() =>
+            {
+                run.ended = HttpEnded::TooLarge(max_response + 1);
+            }
+            _ => {}
+        }
+        run
+    }
+
+    /// As [`handle`](Self::handle), but answers as soon as the guest has set its response:
+    /// the body is read while the guest writes it, the guest running whenever the body is
+    /// polled (on the reader's task, as in `handle`). A body nobody reads for longer than the
+    /// timeout fails; `on_end` gets the run's end once the body is done or dropped and the
+    /// guest has returned (or been stopped at its deadline).
+    pub async fn stream(self: &Arc<Self>, call: HttpCall<'_>, on_end: OnEnd) -> Streamed {
         let started = Instant::now();
         let log = MemoryOutputPipe::new(LOG_CAPACITY);
         let wasi = WasiCtxBuilder::new()
@@ -298,20 +360,20 @@ impl HttpComponent {
         let (req, out) = match setup() {
             Ok(x) => x,
             Err(e) => {
-                return HttpRun {
+                return Streamed::Ended(HttpRun {
                     ended: HttpEnded::Trap(describe(&e)),
                     log: Bytes::new(),
                     instantiate: None,
                     memory_used: 0,
-                }
+                })
             }
         };
 
         // The store lives in this future, so it is dropped as soon as the guest is done: that
         // closes the outparam and the response body if the guest left them open.
-        let pre = &self.pre;
+        let this = self.clone();
         let guest = async move {
-            let result = pre.instantiate_async(&mut store).await;
+            let result = this.pre.instantiate_async(&mut store).await;
             let instantiate = started.elapsed();
             let result = match result {
                 Ok(proxy) => {
@@ -330,95 +392,210 @@ impl HttpComponent {
                 peak: limits.peak,
             }
         };
-        // Boxed: the guest's future is large, and moving it with this one (into a runtime's
-        // task or `block_on`) would copy it.
-        let mut guest = Box::pin(catch_panic(guest, started));
-        let max_response = call.max_response;
-        let answer = async {
-            let Ok(set) = rx.await else {
-                // The store (and so the outparam) is gone: the guest's end says why.
-                return None;
-            };
-            Some(match set {
-                Ok(resp) => {
-                    let (parts, body) = resp.into_parts();
-                    match Limited::new(body, max_response).collect().await {
-                        Ok(b) => {
-                            HttpEnded::Response(http::Response::from_parts(parts, b.to_bytes()))
-                        }
-                        Err(e) => {
-                            if e.downcast_ref::<http_body_util::LengthLimitError>()
-                                .is_some()
-                            {
-                                HttpEnded::TooLarge(max_response + 1)
-                            } else {
-                                // The guest died mid-body; its end says why.
-                                HttpEnded::Trap(format!("the response body failed: {e}"))
-                            }
-                        }
-                    }
-                }
-                Err(code) => HttpEnded::ErrorCode(format!("{code:?}")),
-            })
-        };
+        // Boxed: the guest's future is large, and moving it (into the body) would copy it.
+        let mut guest: Guest = Box::pin(catch_panic(guest, started));
 
-        // The guest and the reader of its response take turns on this task: the body is
-        // read while the guest writes it. The epoch callback stops guest code at the timeout;
-        // this deadline also bounds a guest waiting in a host call.
+        // The epoch callback stops guest code at the timeout; this deadline also bounds a
+        // guest waiting in a host call, or a body nobody reads.
         let deadline = tokio::time::Instant::from_std(end) + TICK * 40;
-        let sleep = tokio::time::sleep_until(deadline);
-        tokio::pin!(answer, sleep);
-        let (mut done, mut answered) = (None, None);
-        while done.is_none() || answered.is_none() {
+        let mut sleep = Box::pin(tokio::time::sleep_until(deadline));
+        let mut done = None;
+        let mut rx = rx;
+        let set = loop {
             tokio::select! {
                 biased;
                 d = &mut guest, if done.is_none() => done = Some(d),
-                a = &mut answer, if answered.is_none() => answered = Some(a),
-                () = &mut sleep => break,
-            }
-        }
-        let answered = answered.unwrap_or(Some(HttpEnded::TimedOut));
-        let done = match done {
-            Some(done) if !matches!(answered, Some(HttpEnded::TimedOut)) => done,
-            _ => {
-                return HttpRun {
-                    ended: match answered {
-                        Some(HttpEnded::Response(r)) => HttpEnded::Response(r),
-                        _ => HttpEnded::TimedOut,
-                    },
-                    log: log.contents(),
-                    instantiate: None,
-                    memory_used: 0,
-                };
+                // Closed without a value: the store (and so the outparam) is gone; the
+                // guest's end says why.
+                set = &mut rx => break set.ok(),
+                () = &mut sleep => break Some(Err(ErrorCode::ConnectionReadTimeout)),
             }
         };
-        let failure = match done.result {
+        let finish = Finish {
+            log,
+            deadline,
+            on_end: None,
+        };
+        match set {
+            Some(Ok(resp)) => {
+                let (parts, body) = resp.into_parts();
+                let running = Running {
+                    guest: if done.is_none() { Some(guest) } else { None },
+                    done,
+                    body: Some(body),
+                    sleep,
+                    finish: Some(Finish {
+                        on_end: Some(on_end),
+                        ..finish
+                    }),
+                };
+                Streamed::Response(http::Response::from_parts(
+                    parts,
+                    GuestBody(std::sync::Mutex::new(running)),
+                ))
+            }
+            other => {
+                let timed_out = sleep.as_mut().is_elapsed();
+                let done = match done {
+                    Some(d) => Some(d),
+                    None if !timed_out => tokio::time::timeout_at(deadline, guest).await.ok(),
+                    None => None,
+                };
+                let answered = match other {
+                    _ if timed_out => Answered::TimedOut,
+                    Some(Err(code)) => Answered::Code(format!("{code:?}")),
+                    _ => Answered::Nothing,
+                };
+                Streamed::Ended(finish.run(answered, done))
+            }
+        }
+    }
+}
+
+/// What the guest answered, for [`Finish::run`].
+enum Answered {
+    /// A response whose body was read to its end (or abandoned by the reader).
+    Complete,
+    /// A response whose body failed: why.
+    BodyFailed(String),
+    Code(String),
+    Nothing,
+    TimedOut,
+}
+
+/// What is needed to report a run once the guest has returned.
+struct Finish {
+    log: MemoryOutputPipe,
+    deadline: tokio::time::Instant,
+    on_end: Option<OnEnd>,
+}
+
+impl Finish {
+    /// How the run ended: what it answered and how the guest returned (`None`: stopped at the
+    /// deadline, or never returned).
+    fn run(self, answered: Answered, done: Option<GuestDone>) -> HttpRun {
+        let failure = done.as_ref().and_then(|done| match &done.result {
             Ok(()) => None,
             Err(e) if e.downcast_ref::<Trap>() == Some(&Trap::Interrupt) => {
                 Some(HttpEnded::TimedOut)
             }
-            Err(e) if done.denied => Some(HttpEnded::OutOfMemory(describe(&e))),
-            Err(e) => Some(HttpEnded::Trap(describe(&e))),
-        };
+            Err(e) if done.denied => Some(HttpEnded::OutOfMemory(describe(e))),
+            Err(e) => Some(HttpEnded::Trap(describe(e))),
+        });
         let ended = match (answered, failure) {
             // A complete response stands even if the guest failed after sending it.
-            (Some(HttpEnded::Response(r)), Some(f)) => {
-                if let HttpEnded::Trap(m) | HttpEnded::OutOfMemory(m) = &f {
+            (Answered::Complete, f) => {
+                if let Some(HttpEnded::Trap(m) | HttpEnded::OutOfMemory(m)) = &f {
                     tracing::warn!("a wasm function failed after answering: {m}");
                 }
-                HttpEnded::Response(r)
+                HttpEnded::Streamed
             }
-            (Some(HttpEnded::Trap(_)), Some(f)) => f,
-            (Some(a), _) => a,
-            (None, Some(f)) => f,
-            (None, None) => HttpEnded::NoResponse,
+            (Answered::TimedOut, _) => HttpEnded::TimedOut,
+            (_, Some(f)) => f,
+            (Answered::BodyFailed(m), None) => HttpEnded::Trap(m),
+            (Answered::Code(c), None) => HttpEnded::ErrorCode(c),
+            (Answered::Nothing, None) if done.is_none() => HttpEnded::TimedOut,
+            (Answered::Nothing, None) => HttpEnded::NoResponse,
         };
         HttpRun {
             ended,
-            log: log.contents(),
-            instantiate: Some(done.instantiate),
-            memory_used: done.peak,
+            log: self.log.contents(),
+            instantiate: done.as_ref().map(|d| d.instantiate),
+            memory_used: done.map_or(0, |d| d.peak),
         }
+    }
+
+    /// Reports the run through `on_end`, at once if the guest has returned, else once it does
+    /// (on a task of its own: the body's reader has gone).
+    fn report(mut self, answered: Answered, guest: Option<Guest>, done: Option<GuestDone>) {
+        let Some(on_end) = self.on_end.take() else {
+            return;
+        };
+        match guest {
+            None => on_end(self.run(answered, done)),
+            Some(guest) => {
+                tokio::spawn(async move {
+                    let done = tokio::time::timeout_at(self.deadline, guest).await.ok();
+                    on_end(self.run(answered, done));
+                });
+            }
+        }
+    }
+}
+
+/// A streamed response's body: reading it runs the guest (which writes it) on the reader's
+/// task. Behind a mutex only so that it is `Sync`, as hyper's boxed bodies must be: the lock
+/// is never taken (`get_mut`).
+pub struct GuestBody(std::sync::Mutex<Running>);
+
+pub struct Running {
+    guest: Option<Guest>,
+    done: Option<GuestDone>,
+    body: Option<HyperOutgoingBody>,
+    sleep: Pin<Box<tokio::time::Sleep>>,
+    finish: Option<Finish>,
+}
+
+impl Running {
+    fn end(&mut self, answered: Answered) {
+        self.body = None;
+        if let Some(finish) = self.finish.take() {
+            finish.report(answered, self.guest.take(), self.done.take());
+        }
+    }
+}
+
+impl http_body::Body for GuestBody {
+    type Data = Bytes;
+    type Error = Box<dyn std::error::Error + Send + Sync>;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        let r = self
+            .get_mut()
+            .0
+            .get_mut()
+            .unwrap_or_else(|p| p.into_inner());
+        if let Some(guest) = r.guest.as_mut() {
+            if let Poll::Ready(done) = guest.as_mut().poll(cx) {
+                r.done = Some(done);
+                r.guest = None;
+            }
+        }
+        let Some(body) = r.body.as_mut() else {
+            return Poll::Ready(None);
+        };
+        match Pin::new(body).poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => Poll::Ready(Some(Ok(frame))),
+            Poll::Ready(Some(Err(e))) => {
+                r.end(Answered::BodyFailed(format!(
+                    "the response body failed: {e}"
+                )));
+                Poll::Ready(Some(Err(e.into())))
+            }
+            Poll::Ready(None) => {
+                r.end(Answered::Complete);
+                Poll::Ready(None)
+            }
+            Poll::Pending if r.sleep.as_mut().poll(cx).is_ready() => {
+                r.end(Answered::TimedOut);
+                Poll::Ready(Some(Err(
+                    "the function timed out while writing its response".into(),
+                )))
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+impl Drop for GuestBody {
+    fn drop(&mut self) {
+        let r = self.0.get_mut().unwrap_or_else(|p| p.into_inner());
+        // Not read to its end: the reader went away; the guest is stopped with the store.
+        r.guest = None;
+        r.end(Answered::Complete);
     }
 }
 
@@ -534,6 +711,56 @@ mod tests {
         heartbeat.abort();
         let run = handle(&component(""), 1000).await;
         assert!(matches!(run.ended, HttpEnded::Response(_)));
+    }
+
+    #[tokio::test]
+    async fn a_streamed_response_reports_its_end_once_its_body_is_done() {
+        let call = || HttpCall {
+            request: http::Request::new(Bytes::new()),
+            memory_mb: 128,
+            timeout: Duration::from_secs(1),
+            variables: &[],
+            max_response: 1 << 20,
+        };
+        let (tx, mut ended) = tokio::sync::mpsc::unbounded_channel();
+        let on_end = |tx: tokio::sync::mpsc::UnboundedSender<HttpRun>| -> OnEnd {
+            Box::new(move |run| tx.send(run).unwrap())
+        };
+        let c = Arc::new(compile(&component(""), "http.wasm").unwrap());
+        let Streamed::Response(r) = c.stream(call(), on_end(tx.clone())).await else {
+            panic!("no response")
+        };
+        assert_eq!(r.status(), 202);
+        assert!(
+            ended.try_recv().is_err(),
+            "reported before the body was read"
+        );
+        assert!(r.into_body().collect().await.unwrap().to_bytes().is_empty());
+        let run = ended.recv().await.unwrap();
+        assert!(matches!(run.ended, HttpEnded::Streamed));
+        assert!(run.instantiate.is_some());
+
+        // A body dropped unread is reported too, once.
+        let Streamed::Response(r) = c.stream(call(), on_end(tx.clone())).await else {
+            panic!("no response")
+        };
+        drop(r);
+        assert!(matches!(
+            ended.recv().await.unwrap().ended,
+            HttpEnded::Streamed
+        ));
+        assert!(ended.try_recv().is_err());
+
+        // No response: the end comes back at once and `on_end` is not called.
+        let c = Arc::new(compile(&component("unreachable"), "http.wasm").unwrap());
+        let Streamed::Ended(run) = c.stream(call(), on_end(tx)).await else {
+            panic!("a response from a trapping guest")
+        };
+        assert!(matches!(run.ended, HttpEnded::Trap(_)));
+        assert!(
+            ended.recv().await.is_none(),
+            "on_end called for a run without a response"
+        );
     }
 
     #[tokio::test]

@@ -19,7 +19,7 @@ use trellis_core::{ApiError, ArnContext};
 use trellis_store::{Store, Write};
 
 use crate::package::{self, Package};
-use crate::pool::{Pool, DEFAULT_CONCURRENCY, IDLE_TIMEOUT};
+use crate::pool::{HttpStreamed, Pool, DEFAULT_CONCURRENCY, IDLE_TIMEOUT};
 use crate::wasm;
 use crate::worker::{Invocation, Outcome, Spec};
 
@@ -1222,6 +1222,44 @@ impl Inner {
         qualifier: Option<&str>,
         request: http::Request<Bytes>,
     ) -> Result<http::Response<Bytes>, TargetError> {
+        let (pool, arn) = self.http_pool(function, qualifier, &request)?;
+        let Some(done) = pool.invoke_http(request, &new_uuid()).await else {
+            return Err(not_an_http_function(&arn));
+        };
+        let done = done.map_err(|_| throttled_target())?;
+        match done.response {
+            Some(response) => Ok(response),
+            None => Err(http_failure(done.finished.outcome, arn)),
+        }
+    }
+
+    /// As [`invoke_http`](Self::invoke_http), the response body streamed as the component
+    /// writes it ([`Target::invoke_http_streaming`], for `WASM` target groups).
+    async fn invoke_http_streaming(
+        self: Arc<Self>,
+        function: &str,
+        qualifier: Option<&str>,
+        request: http::Request<Bytes>,
+    ) -> Result<trellis_core::target::StreamingResponse, TargetError> {
+        use http_body_util::BodyExt;
+        let (pool, arn) = self.http_pool(function, qualifier, &request)?;
+        let Some(done) = pool.stream_http(request, &new_uuid()).await else {
+            return Err(not_an_http_function(&arn));
+        };
+        match done.map_err(|_| throttled_target())? {
+            HttpStreamed::Response(r) => Ok(r.map(BodyExt::boxed)),
+            HttpStreamed::Failed(finished) => Err(http_failure(finished.outcome, arn)),
+        }
+    }
+
+    /// The pool an HTTP request to `function` goes to (version routing, a function throttled
+    /// to 0, Lambda's request size limit), and the ARN it was called by.
+    fn http_pool(
+        &self,
+        function: &str,
+        qualifier: Option<&str>,
+        request: &http::Request<Bytes>,
+    ) -> Result<(Arc<Pool>, String), TargetError> {
         let arn = match qualifier {
             Some(q) => format!("{}:{q}", self.function_arn(function)),
             None => self.function_arn(function),
@@ -1251,32 +1289,7 @@ impl Inner {
                 ),
             });
         }
-        let request_id = new_uuid();
-        let Some(done) = pool.invoke_http(request, &request_id).await else {
-            return Err(not_an_http_function(&arn));
-        };
-        let done = done.map_err(|_| api(throttled()))?;
-        if let Some(response) = done.response {
-            return Ok(response);
-        }
-        match done.finished.outcome {
-            Outcome::TimedOut => Err(TargetError::Timeout(arn)),
-            Outcome::TooLarge(n) => Err(TargetError::Failed {
-                error: "Function.ResponseSizeTooLarge".into(),
-                cause: format!("Response payload size ({n} bytes) exceeded maximum allowed payload size ({MAX_SYNC_PAYLOAD} bytes)."),
-            }),
-            Outcome::Error(doc) => {
-                let doc: Value = serde_json::from_slice(&doc).unwrap_or(Value::Null);
-                Err(TargetError::Failed {
-                    error: str_of(&doc, "errorType").unwrap_or("Unhandled").to_string(),
-                    cause: str_of(&doc, "errorMessage").unwrap_or_default().to_string(),
-                })
-            }
-            other => Err(TargetError::Failed {
-                error: "Unhandled".into(),
-                cause: format!("{other:?}"),
-            }),
-        }
+        Ok((pool, arn))
     }
 
     /// Runs an accepted `Event` invocation, then forgets its record.
@@ -1586,12 +1599,55 @@ impl Target for FunctionTarget {
             inner.invoke_http(&name, qualifier.as_deref(), req).await
         })
     }
+
+    fn invoke_http_streaming(
+        &self,
+        req: trellis_core::target::HttpRequest,
+    ) -> BoxFuture<'static, Result<trellis_core::target::StreamingResponse, TargetError>> {
+        let inner = self.inner.upgrade();
+        let name = self.name.clone();
+        let qualifier = self.qualifier.clone();
+        let arn = self.arn.clone();
+        Box::pin(async move {
+            let inner = inner.ok_or_else(|| TargetError::NotFound(arn.clone()))?;
+            inner
+                .invoke_http_streaming(&name, qualifier.as_deref(), req)
+                .await
+        })
+    }
 }
 
 /// What a function that is not a `wasi:http` component answers to `invoke_http`: callers that
 /// can also send an event (a `WASM` target group) check it with [`is_not_an_http_function`].
 pub fn not_an_http_function(arn: &str) -> TargetError {
     TargetError::Unavailable(format!("{arn} {NOT_HTTP}"))
+}
+
+/// A component that gave no HTTP answer, as the caller's error.
+fn http_failure(outcome: Outcome, arn: String) -> TargetError {
+    match outcome {
+        Outcome::TimedOut => TargetError::Timeout(arn),
+        Outcome::TooLarge(n) => TargetError::Failed {
+            error: "Function.ResponseSizeTooLarge".into(),
+            cause: format!("Response payload size ({n} bytes) exceeded maximum allowed payload size ({MAX_SYNC_PAYLOAD} bytes)."),
+        },
+        Outcome::Error(doc) => {
+            let doc: Value = serde_json::from_slice(&doc).unwrap_or(Value::Null);
+            TargetError::Failed {
+                error: str_of(&doc, "errorType").unwrap_or("Unhandled").to_string(),
+                cause: str_of(&doc, "errorMessage").unwrap_or_default().to_string(),
+            }
+        }
+        other => TargetError::Failed {
+            error: "Unhandled".into(),
+            cause: format!("{other:?}"),
+        },
+    }
+}
+
+/// A function at its concurrency limit with a full queue, as the caller's error.
+fn throttled_target() -> TargetError {
+    TargetError::Unavailable(throttled().message)
 }
 
 /// Whether `e` says the function takes events, not HTTP requests.

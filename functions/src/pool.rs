@@ -8,12 +8,12 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
 use bytes::Bytes;
 
-use crate::component::{HttpCall, HttpComponent, HttpEnded};
+use crate::component::{GuestBody, HttpCall, HttpComponent, HttpEnded, HttpRun, OnEnd, Streamed};
 use crate::wasm::{Call, Ended, Wasm};
 use crate::worker::{Invocation, Outcome, Spec, Worker};
 
@@ -26,7 +26,7 @@ pub const IDLE_TIMEOUT: Duration = Duration::from_secs(300);
 
 pub struct Pool {
     pub spec: Spec,
-    permits: Semaphore,
+    permits: Arc<Semaphore>,
     queue_limit: usize,
     waiting: AtomicUsize,
     idle: Mutex<Vec<(Worker, Instant)>>,
@@ -47,6 +47,14 @@ pub struct Finished {
 pub struct HttpFinished {
     pub response: Option<http::Response<Bytes>>,
     pub finished: Finished,
+}
+
+/// A component's answer with its body streamed ([`Pool::stream_http`]).
+pub enum HttpStreamed {
+    /// The response; its run is logged when the body ends.
+    Response(http::Response<GuestBody>),
+    /// No response: how the run ended.
+    Failed(Finished),
 }
 
 /// How a wasm run ended, before the platform log lines are added.
@@ -80,7 +88,7 @@ impl Pool {
         let concurrency = concurrency.max(1);
         Self {
             spec,
-            permits: Semaphore::new(concurrency),
+            permits: Arc::new(Semaphore::new(concurrency)),
             queue_limit: concurrency * QUEUE_PER_WORKER,
             waiting: AtomicUsize::new(0),
             idle: Mutex::new(Vec::new()),
@@ -209,6 +217,59 @@ impl Pool {
         }))
     }
 
+    /// As [`invoke_http`](Self::invoke_http), but answers once the component has set its
+    /// response and streams the body as the guest writes it. The concurrency slot is held, and
+    /// the run logged (REPORT), until the body is done.
+    pub async fn stream_http(
+        self: &Arc<Self>,
+        request: http::Request<Bytes>,
+        request_id: &str,
+    ) -> Option<Result<HttpStreamed, Throttled>> {
+        let component = self.component()?;
+        let permit = match self.admit().await {
+            Ok(p) => p,
+            Err(e) => return Some(Err(e)),
+        };
+        let started = Instant::now();
+        let (pool, id) = (self.clone(), request_id.to_string());
+        let on_end: OnEnd = Box::new(move |run| {
+            drop(permit);
+            pool.finish_wasm(&id, started, pool.component_done(run, &id), 0);
+        });
+        let streamed = component
+            .stream(
+                HttpCall {
+                    request,
+                    memory_mb: self.spec.memory_mb,
+                    timeout: self.spec.timeout,
+                    variables: &self.spec.variables,
+                    max_response: crate::lambda::MAX_SYNC_PAYLOAD,
+                },
+                on_end,
+            )
+            .await;
+        Some(Ok(match streamed {
+            Streamed::Response(r) => HttpStreamed::Response(r),
+            Streamed::Ended(run) => HttpStreamed::Failed(self.finish_wasm(
+                request_id,
+                started,
+                self.component_done(run, request_id),
+                0,
+            )),
+        }))
+    }
+
+    /// A component run that answered over HTTP, as a wasm run's end.
+    fn component_done(&self, run: HttpRun, request_id: &str) -> WasmDone {
+        WasmDone {
+            outcome: self.component_failure(run.ended, request_id),
+            log: run.log,
+            instantiate: run.instantiate,
+            memory: run.memory_used,
+            last_lines: Vec::new(),
+        }
+    }
+
     /// Hands `request` to the component with this version's memory, timeout and environment.
     async fn call_component(
         &self,
@@ -235,12 +296,12 @@ impl Pool {
     }
 
     /// Waits for a slot within the function's concurrency, or refuses when the queue is full.
-    async fn admit(&self) -> Result<tokio::sync::SemaphorePermit<'_>, Throttled> {
+    async fn admit(&self) -> Result<OwnedSemaphorePermit, Throttled> {
         if self.waiting.fetch_add(1, Ordering::AcqRel) >= self.queue_limit {
             self.waiting.fetch_sub(1, Ordering::AcqRel);
             return Err(Throttled);
         }
-        let permit = self.permits.acquire().await;
+        let permit = self.permits.clone().acquire_owned().await;
         self.waiting.fetch_sub(1, Ordering::AcqRel);
         permit.map_err(|_| Throttled)
     }
@@ -400,7 +461,7 @@ impl Pool {
                 request_id,
                 "the handler returned without setting a response",
             ),
-            HttpEnded::Response(_) => Outcome::Response(Bytes::new()),
+            HttpEnded::Response(_) | HttpEnded::Streamed => Outcome::Response(Bytes::new()),
         }
     }
 

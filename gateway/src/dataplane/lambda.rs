@@ -159,15 +159,12 @@ pub fn response(answer: &[u8]) -> Response<Body> {
 }
 
 /// A `wasi:http` component's response, as the data plane answers it.
-pub fn http_response(answer: http::Response<Bytes>) -> Response<Body> {
+pub fn http_response(answer: trellis_core::target::StreamingResponse) -> Response<Body> {
     let (mut parts, body) = answer.into_parts();
-    // The body is whole: hyper frames it again.
+    // hyper frames the body again for the client's connection.
     parts.headers.remove(http::header::TRANSFER_ENCODING);
     parts.headers.remove(http::header::CONNECTION);
-    Response::from_parts(
-        parts,
-        Full::new(body).map_err(|never| match never {}).boxed(),
-    )
+    Response::from_parts(parts, body)
 }
 
 /// Reads the request body within Lattice's limit.

@@ -457,7 +457,7 @@ impl DataPlane {
                 *http_req.method_mut() = parts.method.clone();
                 *http_req.uri_mut() = parts.uri.clone();
                 *http_req.headers_mut() = parts.headers.clone();
-                match self.targets.invoke_http(function, http_req).await {
+                match self.targets.invoke_http_streaming(function, http_req).await {
                     Ok(answer) => return Ok(super::lambda::http_response(answer)),
                     Err(e) if !trellis_functions::lambda::is_not_an_http_function(&e) => {
                         return Err(e)
