@@ -489,28 +489,79 @@ pub(crate) fn skip_past_close(src: &[u8], i: usize) -> usize {
 }
 
 /// Just past the bracket that closes the `levels`-th container `i` is inside of (1: the
-/// innermost), in valid JSON.
+/// innermost), in valid JSON, `i` not being inside a string. Other text gives some position
+/// up to `src.len()`.
 pub(crate) fn skip_past_closes(src: &[u8], mut i: usize, levels: usize) -> usize {
     // Open containers: the `levels` being left, plus those opened since.
     let mut depth = levels;
-    loop {
-        i = find_structural(src, i);
-        match src.get(i) {
-            None => return i,
-            Some(b'"') => {
-                i = skip_string_unchecked(src, i + 1);
+    let mut in_string = false;
+    // Eight bytes at a time, without branching on what they hold (in the numbers and keys
+    // of a skipped array that branch would go either way): brackets outside strings only
+    // change `depth`, unless the word may close the last level. Words with a backslash (or
+    // that last close) go byte by byte.
+    while let Some(chunk) = src.get(i..i + 8) {
+        let w = word_at(chunk);
+        if exact_zero_bytes(w ^ (b'\\' as u64 * ONES)) == 0 {
+            let quotes = exact_zero_bytes(w ^ (b'"' as u64 * ONES));
+            // The high bit of a byte: whether an odd number of quotes is at or before it, so
+            // (with the string open at the word's start) whether it is inside a string.
+            let mut inside = quotes ^ (quotes << 8);
+            inside ^= inside << 16;
+            inside ^= inside << 32;
+            if in_string {
+                inside ^= ONES << 7;
+            }
+            // `| 0x20` turns `[` into `{` and `]` into `}`, and no other byte into either.
+            let folded = w | (0x20 * ONES);
+            let opens = count_bytes(exact_zero_bytes(folded ^ (b'{' as u64 * ONES)) & !inside);
+            let closes = count_bytes(exact_zero_bytes(folded ^ (b'}' as u64 * ONES)) & !inside);
+            if closes < depth {
+                depth = depth + opens - closes;
+                in_string = inside >> 63 != 0;
+                i += 8;
                 continue;
             }
-            Some(b'{' | b'[') => depth += 1,
-            Some(_) => {
-                depth -= 1;
-                if depth == 0 {
-                    return i + 1;
+        }
+        match skip_bytes(src, i, i + 8, &mut depth, &mut in_string) {
+            Ok(end) => return end,
+            Err(next) => i = next,
+        }
+    }
+    skip_bytes(src, i, src.len(), &mut depth, &mut in_string).unwrap_or(src.len())
+}
+
+/// [`skip_past_closes`] one byte at a time over `src[i..end]` (an escape at its end may take
+/// one more byte): `Ok` just past the last close, or `Err` where to continue.
+fn skip_bytes(
+    src: &[u8],
+    mut i: usize,
+    end: usize,
+    depth: &mut usize,
+    in_string: &mut bool,
+) -> Result<usize, usize> {
+    while let Some(&b) = src.get(i).filter(|_| i < end) {
+        if *in_string {
+            match b {
+                b'\\' => i += 1,
+                b'"' => *in_string = false,
+                _ => {}
+            }
+        } else {
+            match b {
+                b'"' => *in_string = true,
+                b'{' | b'[' => *depth += 1,
+                b'}' | b']' => {
+                    *depth -= 1;
+                    if *depth == 0 {
+                        return Ok(i + 1);
+                    }
                 }
+                _ => {}
             }
         }
         i += 1;
     }
+    Err(i)
 }
 
 /// The end of the value starting at `i` in valid JSON.
@@ -558,27 +609,16 @@ fn word_at(chunk: &[u8]) -> u64 {
     u64::from_le_bytes(word)
 }
 
-/// The first position from `i` holding a quote or a bracket (or the end).
-fn find_structural(src: &[u8], mut i: usize) -> usize {
-    while let Some(chunk) = src.get(i..i + 8) {
-        let w = word_at(chunk);
-        // `| 0x20` turns `[` into `{` and `]` into `}`, and no other byte into either.
-        let folded = w | (0x20 * ONES);
-        let hits = zero_bytes(w ^ (b'"' as u64 * ONES))
-            | zero_bytes(folded ^ (b'{' as u64 * ONES))
-            | zero_bytes(folded ^ (b'}' as u64 * ONES));
-        if hits != 0 {
-            return i + (hits.trailing_zeros() / 8) as usize;
-        }
-        i += 8;
-    }
-    while let Some(b) = src.get(i) {
-        if matches!(b, b'"' | b'{' | b'}' | b'[' | b']') {
-            break;
-        }
-        i += 1;
-    }
-    i
+/// How many bytes of `flags` have their high bit set (and no other bit), without relying on
+/// a popcount instruction, which the default x86-64 target lacks.
+fn count_bytes(flags: u64) -> usize {
+    ((flags >> 7).wrapping_mul(ONES) >> 56) as usize
+}
+
+/// The high bit of every zero byte of `x` (no false hits: nothing carries between bytes).
+fn exact_zero_bytes(x: u64) -> u64 {
+    const LOW7: u64 = 0x7f7f_7f7f_7f7f_7f7f;
+    !(((x & LOW7) + LOW7) | x | LOW7)
 }
 
 /// The first position from `i` holding a quote or a backslash (or the end).
@@ -953,6 +993,72 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn unchecked_skip_finds_the_end_of_every_container() {
+        let values = [
+            r#"[[{"x":-122.41029160000001,"y":37.80,"z":0},{"x":1e-7,"y":2E+30,"z":-0.5}]]"#,
+            r#"{"a":"]}","b":["[{",{"c":"\"]"}],"d":"\\","e":"\\\"}"}"#,
+            r#"[ "a\"b]" , "x\\" , [ [ ] ] , { } , "é}ü" , "\u005d" ]"#,
+            "[\n\t{ \"k\" :\r\n [1, 2.5e10 ,true,null] } ]",
+            r#"{"s":"\\\\\\\\\\\\\\\\\"]]]]]]]]]]]]","t":[[[[[[[[[[1]]]]]]]]]]}"#,
+            r#"["aaaaaaa\"","bbbbbbbb\\","ccccccccccccccc\"]]]]]]]]]]]]]]]"]"#,
+        ];
+        for value in values {
+            for pad in 0..17 {
+                // Each alignment to the eight-byte words, inside a container left after it.
+                let text = format!(r#"{{"p":"{}","v":{value},"q":[1]}}"#, " ".repeat(pad));
+                let src = text.as_bytes();
+                for i in 0..src.len() {
+                    if !matches!(src[i], b'[' | b'{') {
+                        continue;
+                    }
+                    if let Some(end) = scan_value(src, i, MAX_DEPTH) {
+                        assert_eq!(skip_unchecked(src, i), end, "{text} at {i}");
+                    }
+                }
+                // Leaving two levels at once from just after `"v":` and its value.
+                let after = text.find(r#","q""#).unwrap();
+                assert_eq!(skip_past_closes(src, after, 1), src.len(), "{text}");
+                let inner = format!("[{text},0]");
+                assert_eq!(
+                    skip_past_closes(inner.as_bytes(), after + 1, 2),
+                    inner.len(),
+                    "{inner}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn unchecked_skip_stays_in_bounds_on_other_text() {
+        for text in [
+            "[",
+            "[\"]",
+            "[\"\\",
+            "[[[[[[[[[[",
+            "]]]]]]]]]]]",
+            "[\"\\\"]]]]]]]",
+        ] {
+            for i in 0..=text.len() {
+                assert!(skip_unchecked(text.as_bytes(), i) <= text.len(), "{text}");
+                assert!(
+                    skip_past_closes(text.as_bytes(), i, 3) <= text.len(),
+                    "{text}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn exact_zero_bytes_has_no_false_hits_and_counts() {
+        let w = u64::from_le_bytes(*b"\"#\"\x01\x00\x01\x22\xa2");
+        let hits = exact_zero_bytes(w ^ (b'"' as u64 * ONES));
+        assert_eq!(hits, (1 << 7) | (1 << 23) | (1 << 55));
+        assert_eq!(count_bytes(hits), 3);
+        assert_eq!(count_bytes(ONES << 7), 8);
+        assert_eq!(count_bytes(0), 0);
     }
 
     #[test]

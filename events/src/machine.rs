@@ -19,7 +19,7 @@ use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 
 use crate::event::{flatten, flatten_plain, EventError, PathTrie, Step};
-use crate::pattern::{fold_key_into, Matcher, Pattern, Scalar};
+use crate::pattern::{fold_key_into, Matcher, NumericRange, Pattern, Scalar};
 
 type FieldId = u32;
 type EntryId = u32;
@@ -57,14 +57,18 @@ pub struct Machine<R> {
     /// The same paths as a trie of keys, for plain events.
     trie: PathTrie,
     fields: Vec<FieldIndex>,
+    /// The branches each entry triggers, entry after entry (`FieldIndex::triggers`): one
+    /// stretch of memory rather than one allocation per entry.
+    triggers: Vec<Trigger>,
     /// Branches that every event must be checked against (all conditions allow absence).
     always: Vec<Trigger>,
 }
 
 /// A branch woken by an entry, and the key of one more entry the branch needs (another
 /// required condition's only matcher; `NO_FILTER` if there is none). Woken branches whose
-/// second entry matched nothing are dropped by one probe of the small per-event map, without
-/// reading the branch: with many rules, most woken branches end there.
+/// second entry matched nothing are dropped by a test of the per-event summary bits or one
+/// probe of the small per-event map, without reading the branch: with many rules, most woken
+/// branches end there.
 #[derive(Debug, Clone, Copy)]
 struct Trigger {
     branch: BranchId,
@@ -81,11 +85,13 @@ const NO_FILTER: u64 = u64::MAX;
 /// Not a branch decided by its trigger and filter alone.
 const NO_RULE: u32 = u32::MAX;
 
-/// A woken branch, with the key of the entry that woke it.
+/// A woken branch that passed its filter: the key of the entry that woke it, and whether
+/// the filter's values sit in array elements.
 #[derive(Debug, Clone, Copy)]
 struct Candidate {
     trigger: Trigger,
     woken_by: u64,
+    nested: bool,
 }
 
 #[derive(Debug)]
@@ -109,25 +115,28 @@ struct Entry {
     matcher: Matcher,
     /// How many branch conditions use it: the lower, the better a trigger.
     uses: u32,
-    /// Branches for which this entry is (part of) the trigger condition.
-    triggers: Vec<Trigger>,
     /// Verified against every value of the field (no index applies).
     scanned: bool,
-    /// Finding it in its index already proves the match (an exact key, or a prefix or suffix
-    /// that is the whole pattern), so it is not verified again.
-    implied: bool,
 }
 
 #[derive(Debug, Default)]
 struct FieldIndex {
     entries: Vec<Entry>,
     by_matcher: HashMap<String, EntryId>,
-    exact: HashMap<String, Vec<EntryId>>,
-    literal: HashMap<String, Vec<EntryId>>,
-    numeric: HashMap<u64, Vec<EntryId>>,
+    /// Per entry: finding it in its index already proves the match (an exact key, a prefix
+    /// or suffix that is the whole pattern, a numeric range), so it is not verified again.
+    /// Kept apart from the entries so that probing reads no entry for such hits (with many
+    /// rules, the entries are large and scattered).
+    implied: Vec<bool>,
+    /// Per entry: the branches for which it is (part of) the trigger condition, as a range of
+    /// `Machine::triggers`.
+    triggers: Vec<(u32, u32)>,
+    exact: KeyMap,
+    literal: FastMap<String, Vec<EntryId>>,
+    numeric: FastMap<u64, Vec<EntryId>>,
     prefix: AffixIndex,
     suffix: AffixIndex,
-    folded: HashMap<String, Vec<EntryId>>,
+    folded: KeyMap,
     folded_prefix: AffixIndex,
     folded_suffix: AffixIndex,
     ranges: RangeIndex,
@@ -139,20 +148,55 @@ struct FieldIndex {
 /// Keys probed by every distinct key length present.
 #[derive(Debug, Default)]
 struct AffixIndex {
-    map: HashMap<Vec<u8>, Vec<EntryId>>,
+    map: KeyMap,
     lengths: Vec<usize>,
 }
 
-/// Numeric ranges sorted by lower bound, with a max-upper-bound tree for pruning.
+/// Entry lists by byte-string key. Keys of up to [`SHORT_KEY`] bytes (most values rules
+/// name) are packed into an integer with their length, so that a lookup reads and compares
+/// no key on the heap.
+#[derive(Debug, Default)]
+struct KeyMap {
+    short: FastMap<u128, Ids>,
+    long: FastMap<Box<[u8]>, Ids>,
+}
+
+/// The entries of one key: mostly one, kept in the map's slot rather than behind a pointer.
+#[derive(Debug)]
+enum Ids {
+    One([EntryId; 1]),
+    Many(Vec<EntryId>),
+}
+
+/// The longest key [`KeyMap`] packs: 15 bytes and one of length.
+const SHORT_KEY: usize = 15;
+
+/// Numeric ranges sorted by lower bound, with a max-upper-bound tree for pruning. A range
+/// is checked here, so finding it proves the match.
+///
+/// The ranges that can hold a value are among those starting at or below it; a probe looks at
+/// the closest few of those first, and stops as soon as none further down reaches the value
+/// (narrow ranges, the common case, end there); the tree is searched only past that.
 #[derive(Debug, Default)]
 struct RangeIndex {
-    items: Vec<(f64, f64, EntryId)>,
+    /// The ranges and their entries, by lower bound.
+    items: Vec<(NumericRange, EntryId)>,
+    /// Each item's lower bound (`-inf` if none), apart from the items so that the binary
+    /// search reads as little memory as it can.
+    lows: Vec<f64>,
+    /// For each item, the highest upper bound of it and all items before it.
+    reach: Vec<f64>,
+    /// Upper bounds, items in the leaves (from the middle), maxima above.
     tree: Vec<f64>,
 }
 
-/// A map with a cheap unkeyed hash (FxHash's), for the per-event maps and the path lookup.
-/// Safe against hash flooding: the event only looks keys up in the path maps, which are fixed
-/// when the machine is built, and the per-event maps are keyed by field and entry ids.
+/// How many of the closest ranges a probe checks one by one before searching the tree.
+const NEAR_RANGES: usize = 8;
+
+/// A map with a cheap unkeyed hash (FxHash's), for the per-event maps, the path lookup and
+/// the value indexes. Safe against hash flooding: the event only looks keys up in the path
+/// maps and value indexes, which are fixed when the machine is built from the bus's own rules,
+/// and the per-event maps are keyed by field and entry ids.
 type FastMap<K, V> = HashMap<K, V, BuildHasherDefault<FxHasher>>;
 
 #[derive(Default)]
@@ -170,9 +214,16 @@ struct Scratch {
     members: Vec<(u32, u32)>,
     /// The entries some value matched, keyed by `field << 32 | entry`.
     matched: FastMap<u64, Hits>,
+    /// A 256-bit summary of the keys of `matched` (one bit each, [`seen_bit`]): a filter whose
+    /// bit is clear matched nothing, which drops most woken branches without a map probe.
+    seen: [u64; 4],
     /// The lists of `Hits`: a value and the next hit of the same entry.
     hits: Vec<(u32, u32)>,
-    /// Branches whose trigger fired (and those needing no value).
+    /// The keys of the entries some value matched, in the order first matched: their
+    /// triggers are read once every value is known, so that branches whose filter matched
+    /// nothing are dropped before being sorted.
+    woken: Vec<u64>,
+    /// Woken branches that passed their filter (and those needing no value).
     candidates: Vec<Candidate>,
     /// The rules found.
     rules: Vec<u32>,
@@ -240,6 +291,7 @@ impl<R> MachineBuilder<R> {
             steps: FastMap::default(),
             trie: PathTrie::new([]),
             fields: Vec::new(),
+            triggers: Vec::new(),
             always: Vec::new(),
         };
         for (id, pattern) in self.rules {
@@ -323,12 +375,13 @@ impl<R> Machine<R> {
         let nested = !membership.is_empty();
         let Scratch {
             matched,
+            seen,
             hits,
-            candidates,
+            woken,
             folded,
             ..
         } = s;
-        self.fields[field as usize].probe(value, folded, |id, entry| {
+        self.fields[field as usize].probe(value, folded, |id| {
             let next = hits.len() as u32;
             match matched.entry(entry_key(field, id)) {
                 MapEntry::Occupied(o) => {
@@ -343,10 +396,10 @@ impl<R> Machine<R> {
                         nested,
                     });
                     hits.push((leaf, NO_HIT));
-                    let woken_by = entry_key(field, id);
-                    for &trigger in &entry.triggers {
-                        candidates.push(Candidate { trigger, woken_by });
-                    }
+                    let key = entry_key(field, id);
+                    let (word, bit) = seen_bit(key);
+                    seen[word] |= bit;
+                    woken.push(key);
                 }
             }
         });
@@ -355,22 +408,44 @@ impl<R> Machine<R> {
     /// Completes the woken branches once every value has been recorded.
     fn finish(&self, s: &mut Scratch) -> Vec<&R> {
         let mut candidates = std::mem::take(&mut s.candidates);
+        for &woken_by in &s.woken {
+            let (field, entry) = ((woken_by >> 32) as usize, woken_by as u32 as usize);
+            let (start, end) = self.fields[field].triggers[entry];
+            for &trigger in &self.triggers[start as usize..end as usize] {
+                let nested = if trigger.filter == NO_FILTER {
+                    false
+                } else {
+                    let (word, bit) = seen_bit(trigger.filter);
+                    if s.seen[word] & bit == 0 {
+                        continue;
+                    }
+                    match s.matched.get(&trigger.filter) {
+                        Some(h) => h.nested,
+                        None => continue,
+                    }
+                };
+                candidates.push(Candidate {
+                    trigger,
+                    woken_by,
+                    nested,
+                });
+            }
+        }
         candidates.extend(self.always.iter().map(|&trigger| Candidate {
             trigger,
             woken_by: NO_FILTER,
+            nested: false,
         }));
         candidates.sort_unstable_by_key(|c| c.trigger.branch);
         candidates.dedup_by_key(|c| c.trigger.branch);
         // Never sized by the rule count: the per-event cost must not grow with it.
         let mut matched = std::mem::take(&mut s.rules);
-        for &Candidate { trigger, woken_by } in &candidates {
-            let mut nested = false;
-            if trigger.filter != NO_FILTER {
-                match s.matched.get(&trigger.filter) {
-                    Some(h) => nested = h.nested,
-                    None => continue,
-                }
-            }
+        for &Candidate {
+            trigger,
+            woken_by,
+            mut nested,
+        } in &candidates
+        {
             if trigger.whole != NO_RULE {
                 nested |= s.matched.get(&woken_by).is_none_or(|h| h.nested);
                 if !nested {
@@ -425,6 +500,8 @@ impl<R> Machine<R> {
     /// Registers each branch under its most selective required condition, or in `always`
     /// when absence alone can satisfy every condition.
     fn assign_triggers(&mut self) {
+        // `(entry key, trigger)`, laid out by entry at the end.
+        let mut assigned: Vec<(u64, Trigger)> = Vec::new();
         for (bid, branch) in self.branches.iter().enumerate() {
             let branch_id = bid as BranchId;
             let slots = &self.slots[branch.slots.0 as usize..branch.slots.1 as usize];
@@ -461,14 +538,25 @@ impl<R> Machine<R> {
                 NO_RULE
             };
             let filter = filter.map_or(NO_FILTER, |(_, s)| s.keys(&self.slot_keys)[0]);
-            let index = &mut self.fields[slot.field as usize];
             for &k in slot.keys(&self.slot_keys) {
-                index.entries[k as EntryId as usize].triggers.push(Trigger {
+                let trigger = Trigger {
                     branch: branch_id,
                     whole,
                     filter,
-                });
+                };
+                assigned.push((k, trigger));
             }
+        }
+        assigned.sort_by_key(|&(k, _)| k);
+        for index in &mut self.fields {
+            index.triggers = vec![(0, 0); index.entries.len()];
+        }
+        for group in assigned.chunk_by(|a, b| a.0 == b.0) {
+            let k = group[0].0;
+            let start = self.triggers.len() as u32;
+            self.triggers.extend(group.iter().map(|&(_, t)| t));
+            let span = &mut self.fields[(k >> 32) as usize].triggers[k as EntryId as usize];
+            *span = (start, self.triggers.len() as u32);
         }
     }
 }
@@ -585,6 +673,13 @@ fn pin(pinned: &mut Vec<(u32, u32)>, field: &[(u32, u32)]) -> bool {
     true
 }
 
+/// The word and bit of `key` in `Scratch::seen`.
+#[inline]
+fn seen_bit(key: u64) -> (usize, u64) {
+    let h = key.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 56;
+    ((h >> 6) as usize, 1 << (h & 63))
+}
+
 /// The key of entry `entry` of field `field` in `Scratch::matched`.
 fn entry_key(field: FieldId, entry: EntryId) -> u64 {
     (field as u64) << 32 | entry as u64
@@ -606,7 +701,9 @@ impl Scratch {
         self.leaves.clear();
         self.members.clear();
         self.matched.clear();
+        self.seen = [0; 4];
         self.hits.clear();
+        self.woken.clear();
         self.candidates.clear();
         self.rules.clear();
         self.by_field.clear();
@@ -677,9 +774,11 @@ impl Hasher for FxHasher {
         self.add(i as u64);
     }
 
+    /// The high bits of the last product: its low bits depend only on the low bits of the
+    /// words hashed (the first bytes of a key), and the map picks buckets by the low bits.
     #[inline]
     fn finish(&self) -> u64 {
-        self.0
+        self.0.rotate_left(26)
     }
 }
 
@@ -695,13 +794,13 @@ impl FieldIndex {
         }
         let id = self.entries.len() as EntryId;
         match &matcher {
-            Matcher::Exact(s) => self.exact.entry(s.clone()).or_default().push(id),
+            Matcher::Exact(s) => self.exact.add(s.as_bytes(), id),
             Matcher::Literal(s) => self.literal.entry(s.clone()).or_default().push(id),
             Matcher::NumericEquals(n) => self.numeric.entry(n.to_bits()).or_default().push(id),
             Matcher::Prefix(p) => self.prefix.add(p.as_bytes(), id),
             Matcher::Suffix(s) => self.suffix.add(s.as_bytes(), id),
             Matcher::EqualsIgnoreCase(f) => match f.key() {
-                Some(k) => self.folded.entry(k.to_owned()).or_default().push(id),
+                Some(k) => self.folded.add(k.as_bytes(), id),
                 None => self.scan.push(id),
             },
             Matcher::PrefixIgnoreCase(f) => match f.key() {
@@ -714,8 +813,7 @@ impl FieldIndex {
             },
             Matcher::Wildcard(g) => {
                 if let Some(lit) = g.literal() {
-                    let s = String::from_utf8_lossy(lit).into_owned();
-                    self.exact.entry(s).or_default().push(id);
+                    self.exact.add(lit, id);
                 } else if let Some(p) = g.literal_prefix().filter(|p| !p.is_empty()) {
                     self.prefix.add(p, id);
                 } else if let Some(s) = g.literal_suffix().filter(|s| !s.is_empty()) {
@@ -724,11 +822,7 @@ impl FieldIndex {
                     self.scan.push(id);
                 }
             }
-            Matcher::Range(r) => {
-                let low = r.low.map_or(f64::NEG_INFINITY, |(v, _)| v);
-                let high = r.high.map_or(f64::INFINITY, |(v, _)| v);
-                self.ranges.items.push((low, high, id));
-            }
+            Matcher::Range(r) => self.ranges.items.push((r.clone(), id)),
             Matcher::Ip(..) | Matcher::Exists | Matcher::AnythingBut(_) => self.scan.push(id),
         }
         self.by_matcher.insert(key, id);
@@ -740,13 +834,13 @@ impl FieldIndex {
                 | Matcher::NumericEquals(_)
                 | Matcher::Prefix(_)
                 | Matcher::Suffix(_)
+                | Matcher::Range(_)
         );
+        self.implied.push(implied);
         self.entries.push(Entry {
             matcher,
             uses: 1,
-            triggers: Vec::new(),
             scanned,
-            implied,
         });
         id
     }
@@ -771,30 +865,29 @@ impl FieldIndex {
     }
 
     /// Calls `hit` for every entry whose matcher accepts `value`. `folded` is working space.
-    fn probe(&self, value: &Scalar, folded: &mut String, mut hit: impl FnMut(EntryId, &Entry)) {
+    fn probe(&self, value: &Scalar, folded: &mut String, mut hit: impl FnMut(EntryId)) {
         let mut check = |ids: &[EntryId]| {
             for &id in ids {
-                let entry = &self.entries[id as usize];
-                if entry.implied || entry.matcher.matches(value) {
-                    hit(id, entry);
+                if self.implied[id as usize] || self.entries[id as usize].matcher.matches(value) {
+                    hit(id);
                 }
             }
         };
         match value {
             Scalar::Str(s) => {
-                if let Some(ids) = self.exact.get(s.as_ref()) {
+                if let Some(ids) = self.exact.get(s.as_bytes()) {
                     check(ids);
                 }
                 self.prefix.probe(s.as_bytes(), true, &mut check);
                 self.suffix.probe(s.as_bytes(), false, &mut check);
                 if !self.folded.is_empty()
-                    || !self.folded_prefix.map.is_empty()
-                    || !self.folded_suffix.map.is_empty()
+                    || !self.folded_prefix.lengths.is_empty()
+                    || !self.folded_suffix.lengths.is_empty()
                 {
                     folded.clear();
                     fold_key_into(s, folded);
                     let k = folded.as_str();
-                    if let Some(ids) = self.folded.get(k) {
+                    if let Some(ids) = self.folded.get(k.as_bytes()) {
                         check(ids);
                     }
                     self.folded_prefix.probe(k.as_bytes(), true, &mut check);
@@ -831,7 +924,7 @@ impl FieldIndex {
 
 impl AffixIndex {
     fn add(&mut self, key: &[u8], id: EntryId) {
-        self.map.entry(key.to_vec()).or_default().push(id);
+        self.map.add(key, id);
         if !self.lengths.contains(&key.len()) {
             self.lengths.push(key.len());
         }
@@ -858,30 +951,106 @@ impl AffixIndex {
     }
 }
 
+// === impl KeyMap ===
+
+impl KeyMap {
+    fn add(&mut self, key: &[u8], id: EntryId) {
+        let none = || Ids::Many(Vec::new());
+        let ids = match pack(key) {
+            Some(k) => self.short.entry(k).or_insert_with(none),
+            None => self.long.entry(key.into()).or_insert_with(none),
+        };
+        *ids = match std::mem::replace(ids, none()) {
+            Ids::Many(many) if many.is_empty() => Ids::One([id]),
+            Ids::One([first]) => Ids::Many(vec![first, id]),
+            Ids::Many(mut many) => {
+                many.push(id);
+                Ids::Many(many)
+            }
+        };
+    }
+
+    #[inline]
+    fn get(&self, key: &[u8]) -> Option<&[EntryId]> {
+        let ids = match pack(key) {
+            Some(k) => self.short.get(&k),
+            None => self.long.get(key),
+        }?;
+        Some(match ids {
+            Ids::One(one) => one,
+            Ids::Many(many) => many,
+        })
+    }
+
+    fn is_empty(&self) -> bool {
+        self.short.is_empty() && self.long.is_empty()
+    }
+}
+
+/// `key` and its length in one integer, if it is at most [`SHORT_KEY`] bytes long.
+#[inline]
+fn pack(key: &[u8]) -> Option<u128> {
+    if key.len() > SHORT_KEY {
+        return None;
+    }
+    let mut bytes = [0u8; 16];
+    bytes[..key.len()].copy_from_slice(key);
+    bytes[SHORT_KEY] = key.len() as u8;
+    Some(u128::from_le_bytes(bytes))
+}
+
 // === impl RangeIndex ===
 
 impl RangeIndex {
     fn finish(&mut self) {
-        self.items
-            .sort_by(|a, b| a.0.partial_cmp(&b.0).unwrap_or(std::cmp::Ordering::Equal));
+        let low = |r: &NumericRange| r.low.map_or(f64::NEG_INFINITY, |(v, _)| v);
+        self.items.sort_by(|a, b| {
+            low(&a.0)
+                .partial_cmp(&low(&b.0))
+                .unwrap_or(std::cmp::Ordering::Equal)
+        });
+        self.lows = self.items.iter().map(|(r, _)| low(r)).collect();
         let n = self.items.len();
         self.tree = vec![f64::NEG_INFINITY; 2 * n.next_power_of_two().max(1)];
         let base = self.tree.len() / 2;
-        for (i, item) in self.items.iter().enumerate() {
-            self.tree[base + i] = item.1;
+        for (i, (r, _)) in self.items.iter().enumerate() {
+            self.tree[base + i] = r.high.map_or(f64::INFINITY, |(v, _)| v);
         }
         for i in (1..base).rev() {
             self.tree[i] = self.tree[2 * i].max(self.tree[2 * i + 1]);
         }
+        self.reach = self.tree[base..base + n]
+            .iter()
+            .scan(f64::NEG_INFINITY, |max, &high| {
+                *max = max.max(high);
+                Some(*max)
+            })
+            .collect();
     }
 
     fn probe(&self, v: f64, check: &mut impl FnMut(&[EntryId])) {
         if self.items.is_empty() {
             return;
         }
-        let end = self.items.partition_point(|item| item.0 <= v);
+        let mut end = self.lows.partition_point(|&low| low <= v);
         let base = self.tree.len() / 2;
+        for _ in 0..NEAR_RANGES {
+            if end == 0 || self.reach[end - 1] < v {
+                return;
+            }
+            end -= 1;
+            if self.tree[base + end] >= v {
+                self.check_item(end, v, check);
+            }
+        }
         self.visit(1, 0, base, end, v, check);
+    }
+
+    fn check_item(&self, at: usize, v: f64, check: &mut impl FnMut(&[EntryId])) {
+        let (range, id) = &self.items[at];
+        if range.contains(v) {
+            check(&[*id]);
+        }
     }
 
     /// Visits items `[0, end)` under tree node `node` (covering `[lo, lo + width)`) whose
@@ -899,7 +1068,7 @@ impl RangeIndex {
             return;
         }
         if width == 1 {
-            check(&[self.items[lo].2]);
+            self.check_item(lo, v, check);
             return;
         }
         let half = width / 2;
@@ -966,6 +1135,59 @@ mod tests {
             .copied()
             .collect();
         assert_eq!(got, (41..=50).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn range_index_finds_wide_ranges_behind_narrow_ones() {
+        let mut b = MachineBuilder::new();
+        let mut ranges = vec![(-1000.0, 1000.0), (0.0, 0.5)];
+        ranges.extend((0..40).map(|i| (i as f64, i as f64 + 0.5)));
+        ranges.push((30.0, f64::INFINITY));
+        for (i, (low, high)) in ranges.iter().enumerate() {
+            let p = if high.is_infinite() {
+                format!(r#"{{"x":[{{"numeric":[">=",{low}]}}]}}"#)
+            } else {
+                format!(r#"{{"x":[{{"numeric":[">=",{low},"<",{high}]}}]}}"#)
+            };
+            b.add_rule(i, &Pattern::parse(&p).unwrap());
+        }
+        let m = b.build();
+        for v in [-5.0, 0.25, 3.0, 3.75, 25.2, 35.0, 39.5, 1e6] {
+            let want: Vec<usize> = (0..ranges.len())
+                .filter(|&i| ranges[i].0 <= v && v < ranges[i].1)
+                .collect();
+            let got: Vec<usize> = m
+                .matches(&format!(r#"{{"x":{v}}}"#))
+                .unwrap()
+                .into_iter()
+                .copied()
+                .collect();
+            assert_eq!(got, want, "{v}");
+        }
+    }
+
+    #[test]
+    fn range_index_keeps_open_and_closed_bounds() {
+        let m = machine(&[
+            ("gt", r#"{"x":[{"numeric":[">",5]}]}"#),
+            ("ge", r#"{"x":[{"numeric":[">=",5]}]}"#),
+            ("lt", r#"{"x":[{"numeric":["<",5]}]}"#),
+            ("le", r#"{"x":[{"numeric":["<=",5]}]}"#),
+            ("open", r#"{"x":[{"numeric":[">",5,"<",6]}]}"#),
+            ("closed", r#"{"x":[{"numeric":[">=",5,"<=",6]}]}"#),
+        ]);
+        assert_eq!(
+            m.matches(r#"{"x":5}"#).unwrap(),
+            vec![&"ge", &"le", &"closed"]
+        );
+        assert_eq!(
+            m.matches(r#"{"x":6}"#).unwrap(),
+            vec![&"gt", &"ge", &"closed"]
+        );
+        assert_eq!(
+            m.matches_plain(r#"{"x":5.5}"#).unwrap(),
+            vec![&"gt", &"ge", &"open", &"closed"]
+        );
     }
 
     #[test]
