@@ -1501,6 +1501,80 @@ fn js_component() -> Option<Vec<u8>> {
     }
 }
 
+/// One echo request through the data plane: method, path and query, headers and body in;
+/// status, headers and body out, with no event translation; the function's GREETING variable;
+/// then a status the handler chooses.
+async fn assert_echoes(t: &Trellis, dns: &str, path: &str) {
+    let r = send_body(
+        t,
+        "PUT",
+        dns,
+        path,
+        &[("x-tenant", "acme"), ("content-type", "text/plain")],
+        "hello, component",
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(r.headers["x-echo"], "wasi-http");
+    assert_eq!(r.headers["content-type"], "application/json");
+    let echo = r.json();
+    assert_eq!(echo["method"], "PUT", "{echo}");
+    assert_eq!(echo["path"], path);
+    assert_eq!(echo["headers"]["x-tenant"], json!(["acme"]));
+    assert_eq!(echo["body"], "hello, component");
+    assert_eq!(echo["greeting"], "hello");
+    let r = send_body(t, "GET", dns, "/status/418", &[], "").await;
+    assert_eq!(r.status, 418);
+    assert_eq!(&r.body[..], b"status 418");
+}
+
+/// What the echo components of `tests/fixtures/wasi-http-*` do beyond echoing, for function
+/// `name` (timeout 2 s, GREETING=hello) served at `dns`: an endless loop is stopped at the
+/// timeout through the data plane; through the Lambda Invoke API the payload is POSTed to `/`
+/// as JSON and a 2xx body is the result, another status a function error carrying it, and a
+/// loop a timeout with Lambda's shape.
+async fn assert_stops_and_invokes(t: &Trellis, c: &aws_sdk_lambda::Client, name: &str, dns: &str) {
+    // An endless loop is stopped at the function's timeout.
+    let started = std::time::Instant::now();
+    let r = send_body(t, "GET", dns, "/loop", &[], "").await;
+    assert_eq!(r.status, 504, "{}", String::from_utf8_lossy(&r.body));
+    assert!(started.elapsed() < Duration::from_secs(5));
+
+    // The Lambda Invoke API: the payload POSTed to / as JSON, a 2xx body is the result.
+    let (body, error, logs, _) = invoke(c, name, json!({"order": 7})).await;
+    assert_eq!(error, None, "{body}");
+    assert_eq!(body["method"], "POST");
+    assert_eq!(body["path"], "/");
+    assert_eq!(body["headers"]["content-type"], json!(["application/json"]));
+    assert_eq!(
+        serde_json::from_str::<Value>(body["body"].as_str().unwrap()).unwrap(),
+        json!({"order": 7})
+    );
+    assert_eq!(body["greeting"], "hello");
+    assert!(logs.contains("echo POST /"), "{logs}");
+    assert!(logs.contains("REPORT RequestId:"), "{logs}");
+    // Another status is a function error carrying it.
+    let (err, error, _, _) = invoke(c, name, json!({"status": 503})).await;
+    assert_eq!(error.as_deref(), Some("Unhandled"));
+    assert_eq!(err["errorType"], "HttpError", "{err}");
+    assert_eq!(err["statusCode"], 503, "{err}");
+    assert_eq!(err["body"], "status 503", "{err}");
+    // A timeout has the Lambda timeout shape.
+    let started = std::time::Instant::now();
+    let (err, error, logs, _) = invoke(c, name, json!({"loop": true})).await;
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert_eq!(error.as_deref(), Some("Unhandled"));
+    assert_eq!(err["errorType"], "Sandbox.Timedout", "{err}");
+    assert!(
+        err["errorMessage"]
+            .as_str()
+            .unwrap()
+            .contains("Task timed out after 2.00 seconds"),
+        "{err}"
+    );
+    assert!(logs.contains("Task timed out after 2.00 seconds"), "{logs}");
+}
+
 /// One request with a body through the data plane.
 async fn send_body(
     t: &Trellis,
@@ -1592,27 +1666,7 @@ async fn wasm_http_components_serve_a_wasm_target_group() {
     // Through the data plane: method, path and query, headers and body in; status, headers and
     // body out, with no event translation.
     let (dns, tg_id) = wasm_service(&t, "pyhttp", "pyhttp").await;
-    let r = send_body(
-        &t,
-        "PUT",
-        &dns,
-        "/orders/7?x=1&y=two",
-        &[("x-tenant", "acme"), ("content-type", "text/plain")],
-        "hello, component",
-    )
-    .await;
-    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
-    assert_eq!(r.headers["x-echo"], "wasi-http");
-    assert_eq!(r.headers["content-type"], "application/json");
-    let echo = r.json();
-    assert_eq!(echo["method"], "PUT");
-    assert_eq!(echo["path"], "/orders/7?x=1&y=two");
-    assert_eq!(echo["headers"]["x-tenant"], json!(["acme"]));
-    assert_eq!(echo["body"], "hello, component");
-    assert_eq!(echo["greeting"], "hello");
-    let r = send_body(&t, "GET", &dns, "/status/418", &[], "").await;
-    assert_eq!(r.status, 418);
-    assert_eq!(&r.body[..], b"status 418");
+    assert_echoes(&t, &dns, "/orders/7?x=1&y=two").await;
     let targets = t
         .lattice()
         .list_targets()
@@ -1660,44 +1714,7 @@ async fn wasm_http_components_serve_a_wasm_target_group() {
     assert_eq!(r.body.len(), size);
     assert!(r.body.chunks(16).all(|c| c == b"0123456789abcdef"));
 
-    // An endless loop is stopped at the function's timeout.
-    let started = std::time::Instant::now();
-    let r = send_body(&t, "GET", &dns, "/loop", &[], "").await;
-    assert_eq!(r.status, 504, "{}", String::from_utf8_lossy(&r.body));
-    assert!(started.elapsed() < Duration::from_secs(5));
-
-    // The Lambda Invoke API: the payload POSTed to / as JSON, a 2xx body is the result.
-    let (body, error, logs, _) = invoke(&c, "pyhttp", json!({"order": 7})).await;
-    assert_eq!(error, None, "{body}");
-    assert_eq!(body["method"], "POST");
-    assert_eq!(body["path"], "/");
-    assert_eq!(body["headers"]["content-type"], json!(["application/json"]));
-    assert_eq!(
-        serde_json::from_str::<Value>(body["body"].as_str().unwrap()).unwrap(),
-        json!({"order": 7})
-    );
-    assert!(logs.contains("echo POST /"), "{logs}");
-    assert!(logs.contains("REPORT RequestId:"), "{logs}");
-    // Another status is a function error carrying it.
-    let (err, error, _, _) = invoke(&c, "pyhttp", json!({"status": 503})).await;
-    assert_eq!(error.as_deref(), Some("Unhandled"));
-    assert_eq!(err["errorType"], "HttpError", "{err}");
-    assert_eq!(err["statusCode"], 503, "{err}");
-    assert_eq!(err["body"], "status 503", "{err}");
-    // A timeout has the Lambda timeout shape.
-    let started = std::time::Instant::now();
-    let (err, error, logs, _) = invoke(&c, "pyhttp", json!({"loop": true})).await;
-    assert!(started.elapsed() < Duration::from_secs(5));
-    assert_eq!(error.as_deref(), Some("Unhandled"));
-    assert_eq!(err["errorType"], "Sandbox.Timedout", "{err}");
-    assert!(
-        err["errorMessage"]
-            .as_str()
-            .unwrap()
-            .contains("Task timed out after 2.00 seconds"),
-        "{err}"
-    );
-    assert!(logs.contains("Task timed out after 2.00 seconds"), "{logs}");
+    assert_stops_and_invokes(&t, &c, "pyhttp", &dns).await;
 
     // Bad components are refused with the reason; the previous code keeps serving.
     let empty_component = b"\0asm\x0d\0\x01\0";
@@ -1777,29 +1794,8 @@ async fn wasm_http_components_built_with_jco() {
     // (which answers once per instance) answers each.
     let (dns, _) = wasm_service(&t, "jshttp", "jshttp").await;
     for n in 0..2 {
-        let r = send_body(
-            &t,
-            "PUT",
-            &dns,
-            &format!("/orders/{n}?x=1&y=two"),
-            &[("x-tenant", "acme"), ("content-type", "text/plain")],
-            "hello, component",
-        )
-        .await;
-        assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
-        assert_eq!(r.headers["x-echo"], "wasi-http");
-        assert_eq!(r.headers["content-type"], "application/json");
-        let echo = r.json();
-        assert_eq!(echo["method"], "PUT", "{echo}");
-        assert_eq!(echo["path"], format!("/orders/{n}?x=1&y=two"));
-        assert_eq!(echo["headers"]["x-tenant"], json!(["acme"]));
-        assert_eq!(echo["body"], "hello, component");
-        // The function's variables, through wasi:cli/environment.
-        assert_eq!(echo["greeting"], "hello");
+        assert_echoes(&t, &dns, &format!("/orders/{n}?x=1&y=two")).await;
     }
-    let r = send_body(&t, "GET", &dns, "/status/418", &[], "").await;
-    assert_eq!(r.status, 418);
-    assert_eq!(&r.body[..], b"status 418");
 
     // Outgoing HTTP is not granted: the host refuses the guest's request, which StarlingMonkey's
     // fetch reports as a rejected promise (a TypeError, without the wasi:http error code).
@@ -1807,45 +1803,7 @@ async fn wasm_http_components_built_with_jco() {
     let said = String::from_utf8_lossy(&r.body);
     assert!(said.starts_with("refused: TypeError"), "{said}");
 
-    // An endless loop is stopped at the function's timeout.
-    let started = std::time::Instant::now();
-    let r = send_body(&t, "GET", &dns, "/loop", &[], "").await;
-    assert_eq!(r.status, 504, "{}", String::from_utf8_lossy(&r.body));
-    assert!(started.elapsed() < Duration::from_secs(5));
-
-    // The Lambda Invoke API: the payload POSTed to / as JSON, a 2xx body is the result.
-    let (body, error, logs, _) = invoke(&c, "jshttp", json!({"order": 7})).await;
-    assert_eq!(error, None, "{body}");
-    assert_eq!(body["method"], "POST");
-    assert_eq!(body["path"], "/");
-    assert_eq!(body["headers"]["content-type"], json!(["application/json"]));
-    assert_eq!(
-        serde_json::from_str::<Value>(body["body"].as_str().unwrap()).unwrap(),
-        json!({"order": 7})
-    );
-    assert_eq!(body["greeting"], "hello");
-    assert!(logs.contains("echo POST /"), "{logs}");
-    assert!(logs.contains("REPORT RequestId:"), "{logs}");
-    // Another status is a function error carrying it.
-    let (err, error, _, _) = invoke(&c, "jshttp", json!({"status": 503})).await;
-    assert_eq!(error.as_deref(), Some("Unhandled"));
-    assert_eq!(err["errorType"], "HttpError", "{err}");
-    assert_eq!(err["statusCode"], 503, "{err}");
-    assert_eq!(err["body"], "status 503", "{err}");
-    // A timeout has the Lambda timeout shape.
-    let started = std::time::Instant::now();
-    let (err, error, logs, _) = invoke(&c, "jshttp", json!({"loop": true})).await;
-    assert!(started.elapsed() < Duration::from_secs(5));
-    assert_eq!(error.as_deref(), Some("Unhandled"));
-    assert_eq!(err["errorType"], "Sandbox.Timedout", "{err}");
-    assert!(
-        err["errorMessage"]
-            .as_str()
-            .unwrap()
-            .contains("Task timed out after 2.00 seconds"),
-        "{err}"
-    );
-    assert!(logs.contains("Task timed out after 2.00 seconds"), "{logs}");
+    assert_stops_and_invokes(&t, &c, "jshttp", &dns).await;
 
     // The stopped guest left nothing behind: the next request is answered.
     let r = send_body(&t, "POST", &dns, "/again", &[], "still here").await;

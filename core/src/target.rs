@@ -120,9 +120,7 @@ impl TargetRegistry {
 
     /// Invokes the target registered under `arn`.
     pub async fn invoke(&self, arn: &str, payload: Bytes) -> Result<Bytes, TargetError> {
-        let target = self
-            .get(arn)
-            .ok_or_else(|| TargetError::NotFound(arn.to_string()))?;
+        let target = self.found(arn)?;
         target.invoke(payload).await
     }
 
@@ -132,9 +130,7 @@ impl TargetRegistry {
         arn: &str,
         req: HttpRequest,
     ) -> Result<HttpResponse, TargetError> {
-        let target = self
-            .get(arn)
-            .ok_or_else(|| TargetError::NotFound(arn.to_string()))?;
+        let target = self.found(arn)?;
         target.invoke_http(req).await
     }
 
@@ -144,10 +140,14 @@ impl TargetRegistry {
         arn: &str,
         req: HttpRequest,
     ) -> Result<StreamingResponse, TargetError> {
-        let target = self
-            .get(arn)
-            .ok_or_else(|| TargetError::NotFound(arn.to_string()))?;
+        let target = self.found(arn)?;
         target.invoke_http_streaming(req).await
+    }
+
+    /// The target registered under `arn`, or `NotFound`.
+    fn found(&self, arn: &str) -> Result<Arc<dyn Target>, TargetError> {
+        self.get(arn)
+            .ok_or_else(|| TargetError::NotFound(arn.to_string()))
     }
 
     fn write(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<String, Arc<dyn Target>>> {

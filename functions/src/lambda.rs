@@ -119,6 +119,7 @@ pub struct InvokeResult {
     pub timed_out: bool,
 }
 
+#[derive(Clone)]
 struct FunctionTarget {
     arn: String,
     name: String,
@@ -1545,23 +1546,34 @@ fn paginate(items: Vec<Value>, input: &Value) -> Result<(Vec<Value>, Option<Stri
 
 // === impl FunctionTarget ===
 
+impl FunctionTarget {
+    /// The Lambda service this target belongs to, while it runs.
+    fn service(&self) -> Result<Arc<Inner>, TargetError> {
+        self.inner
+            .upgrade()
+            .ok_or_else(|| TargetError::NotFound(self.arn.clone()))
+    }
+}
+
 impl Target for FunctionTarget {
     fn arn(&self) -> &str {
         &self.arn
     }
 
     fn invoke(&self, payload: Bytes) -> BoxFuture<'static, Result<Bytes, TargetError>> {
-        let inner = self.inner.upgrade();
-        let name = self.name.clone();
-        let qualifier = self.qualifier.clone();
-        let arn = self.arn.clone();
+        let FunctionTarget {
+            arn,
+            name,
+            qualifier,
+            ..
+        } = self.clone();
+        let inner = self.service();
         Box::pin(async move {
-            let inner = inner.ok_or_else(|| TargetError::NotFound(arn.clone()))?;
             let opts = InvokeOptions {
                 qualifier,
                 ..Default::default()
             };
-            let r = inner.invoke(&name, payload, opts).await.map_err(|e| {
+            let r = inner?.invoke(&name, payload, opts).await.map_err(|e| {
                 if e.status == 404 {
                     TargetError::NotFound(arn.clone())
                 } else {
@@ -1590,13 +1602,11 @@ impl Target for FunctionTarget {
         &self,
         req: trellis_core::target::HttpRequest,
     ) -> BoxFuture<'static, Result<trellis_core::target::HttpResponse, TargetError>> {
-        let inner = self.inner.upgrade();
-        let name = self.name.clone();
-        let qualifier = self.qualifier.clone();
-        let arn = self.arn.clone();
+        let this = self.clone();
         Box::pin(async move {
-            let inner = inner.ok_or_else(|| TargetError::NotFound(arn.clone()))?;
-            inner.invoke_http(&name, qualifier.as_deref(), req).await
+            this.service()?
+                .invoke_http(&this.name, this.qualifier.as_deref(), req)
+                .await
         })
     }
 
@@ -1604,14 +1614,10 @@ impl Target for FunctionTarget {
         &self,
         req: trellis_core::target::HttpRequest,
     ) -> BoxFuture<'static, Result<trellis_core::target::StreamingResponse, TargetError>> {
-        let inner = self.inner.upgrade();
-        let name = self.name.clone();
-        let qualifier = self.qualifier.clone();
-        let arn = self.arn.clone();
+        let this = self.clone();
         Box::pin(async move {
-            let inner = inner.ok_or_else(|| TargetError::NotFound(arn.clone()))?;
-            inner
-                .invoke_http_streaming(&name, qualifier.as_deref(), req)
+            this.service()?
+                .invoke_http_streaming(&this.name, this.qualifier.as_deref(), req)
                 .await
         })
     }

@@ -109,9 +109,9 @@ async fn forward(
         );
     }
     // Taken before the request goes on: the client's side of a possible upgrade.
-    let client_side = (upgrade_of(req.headers()).is_some() && origin.upgrades())
-        .then(|| hyper::upgrade::on(&mut req));
-    match origin.send(port, req).await {
+    let upgrade = upgrade_of(req.headers()).filter(|_| origin.upgrades());
+    let client_side = upgrade.is_some().then(|| hyper::upgrade::on(&mut req));
+    match origin.send(port, req, upgrade).await {
         Err(f) => {
             exchange.failed(&f);
             let body = if f.timeout {
@@ -440,6 +440,22 @@ mod tests {
         }
     }
 
+    /// `pki`'s CA certificate as a PEM file in `dir`.
+    fn ca_file(dir: &tempfile::TempDir, pki: &crate::testing::Pki) -> std::path::PathBuf {
+        let ca = dir.path().join("ca.pem");
+        std::fs::write(&ca, &pki.ca_pem).unwrap();
+        ca
+    }
+
+    /// Where association `assoc`'s endpoint listens.
+    fn endpoint(m: &Manager, assoc: &str) -> std::net::SocketAddr {
+        m.bound()
+            .iter()
+            .find(|b| b.association_id == assoc)
+            .unwrap()
+            .addr
+    }
+
     /// Sends `request` as it is and reads the answer until the endpoint closes.
     async fn raw(addr: std::net::SocketAddr, request: &str) -> String {
         let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
@@ -548,8 +564,7 @@ mod tests {
             .unwrap();
         let dir = tempfile::tempdir().unwrap();
         let good = pki(&["localhost"]);
-        let ca = dir.path().join("ca.pem");
-        std::fs::write(&ca, &good.ca_pem).unwrap();
+        let ca = ca_file(&dir, &good);
         let server = https_server(good.server.clone()).await;
         // localhost resolves into a forbidden range: never dialed.
         let m = Manager::with_forbidden_cidrs(vec![
@@ -593,8 +608,7 @@ mod tests {
         let good = pki(&["localhost"]);
         let server = https_server(good.server.clone()).await;
         let dir = tempfile::tempdir().unwrap();
-        let ca = dir.path().join("ca.pem");
-        std::fs::write(&ca, &good.ca_pem).unwrap();
+        let ca = ca_file(&dir, &good);
         let m = Manager::new();
         m.apply(vec![spec("snra-ws", server.port(), &ca)]);
         let addr = m.bound()[0].addr;
@@ -691,14 +705,7 @@ mod tests {
             with("snra-combined", Some((&both, &both))),
             with("snra-missing", Some((&cert, &dir.path().join("nope.key")))),
         ]);
-        let bound = m.bound();
-        let ep = |assoc: &str| {
-            bound
-                .iter()
-                .find(|b| b.association_id == assoc)
-                .unwrap()
-                .addr
-        };
+        let ep = |assoc: &str| endpoint(&m, assoc);
         let get = "GET /who HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
         for assoc in ["snra-pair", "snra-combined"] {
             let r = raw(ep(assoc), get).await;
@@ -717,20 +724,12 @@ mod tests {
         let good = pki(&["localhost"]);
         let server = https_server(good.server.clone()).await;
         let dir = tempfile::tempdir().unwrap();
-        let ca = dir.path().join("ca.pem");
-        std::fs::write(&ca, &good.ca_pem).unwrap();
+        let ca = ca_file(&dir, &good);
         let mut h2 = spec("snra-h2", server.port(), &ca);
         h2.http.as_mut().unwrap().http2 = true;
         let m = Manager::new();
         m.apply(vec![h2, spec("snra-h1", server.port(), &ca)]);
-        let bound = m.bound();
-        let ep = |assoc: &str| {
-            bound
-                .iter()
-                .find(|b| b.association_id == assoc)
-                .unwrap()
-                .addr
-        };
+        let ep = |assoc: &str| endpoint(&m, assoc);
 
         // An HTTP/1.1 client; the destination is spoken to in HTTP/2.
         let r = raw(

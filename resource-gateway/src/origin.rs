@@ -103,11 +103,16 @@ impl Origin {
 
     /// Sends `req` to the destination's `port`. Of the request's URI only the path and query
     /// are used; the Host header is the resource's name; hop-by-hop headers are dropped both
-    /// ways, but for a protocol upgrade ([`upgrade_of`]) on an HTTP/1.1 destination, whose
-    /// `Upgrade` is passed on (and a 101's answered). Redirects come back to the caller as
-    /// they are, never followed.
-    pub async fn send(&self, port: u16, req: Request<Body>) -> Result<Response<Incoming>, Failure> {
-        let upgrade = upgrade_of(req.headers()).filter(|_| !self.http2);
+    /// ways, but for `upgrade`: the protocol of an upgrade the caller can carry out (see
+    /// [`upgrade_of`] and [`Origin::upgrades`]), passed on in `Upgrade` (and a 101's answered).
+    /// Redirects come back to the caller as they are, never followed.
+    pub async fn send(
+        &self,
+        port: u16,
+        req: Request<Body>,
+        upgrade: Option<HeaderValue>,
+    ) -> Result<Response<Incoming>, Failure> {
+        let upgrade = upgrade.filter(|_| self.upgrades());
         let req = self.upstream_request(port, req, upgrade.as_ref())?;
         match tokio::time::timeout(self.response_timeout, self.client.request(req)).await {
             Err(_) => Err(Failure {

@@ -111,7 +111,7 @@ impl Target for ResourceTarget {
                 return Err(TargetError::Unavailable(format!("{arn} has no ports")));
             };
             let req = req.map(|b| exchange.count_up(Full::new(b)));
-            let resp = match origin.send(port, req).await {
+            let resp = match origin.send(port, req, None).await {
                 Ok(r) => r,
                 Err(f) => {
                     exchange.failed(&f);
