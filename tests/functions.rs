@@ -1810,3 +1810,131 @@ async fn wasm_http_components_built_with_jco() {
     assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
     assert_eq!(r.json()["body"], "still here");
 }
+
+/// `InvokeWithResponseStream` through the SDK: the events it received (payload bytes in order,
+/// and the `InvokeComplete` event), with when each payload chunk arrived.
+async fn invoke_streaming(
+    c: &aws_sdk_lambda::Client,
+    name: &str,
+    payload: Value,
+) -> (
+    Vec<(std::time::Instant, Vec<u8>)>,
+    aws_sdk_lambda::types::InvokeWithResponseStreamCompleteEvent,
+    Option<String>,
+) {
+    use aws_sdk_lambda::types::InvokeWithResponseStreamResponseEvent as Event;
+    let mut out = c
+        .invoke_with_response_stream()
+        .function_name(name)
+        .payload(Blob::new(payload.to_string()))
+        .log_type(LogType::Tail)
+        .send()
+        .await
+        .expect("invoke with response stream");
+    assert_eq!(out.status_code(), 200);
+    assert_eq!(out.executed_version(), Some("$LATEST"));
+    let content_type = out.response_stream_content_type().map(str::to_string);
+    let mut chunks = Vec::new();
+    loop {
+        match out.event_stream.recv().await.expect("a well-formed event") {
+            Some(Event::PayloadChunk(c)) => chunks.push((
+                std::time::Instant::now(),
+                c.payload().expect("chunk payload").as_ref().to_vec(),
+            )),
+            Some(Event::InvokeComplete(done)) => {
+                assert!(
+                    out.event_stream.recv().await.unwrap().is_none(),
+                    "InvokeComplete is the last event"
+                );
+                return (chunks, done, content_type);
+            }
+            other => panic!("unexpected event {other:?}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn invoke_with_response_stream() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = Trellis::start(dir.path(), &[]);
+    let c = lambda(&t);
+    create(&c, "streamer", 10, &[]).await;
+
+    // A function that streams: its pieces arrive as it writes them, then the end.
+    let (chunks, done, content_type) = invoke_streaming(
+        &c,
+        "streamer",
+        json!({"stream": ["first ", "second ", "third"], "gap_ms": 1500}),
+    )
+    .await;
+    let first_at = chunks
+        .iter()
+        .find(|(_, c)| c.ends_with(b"first "))
+        .map(|(at, _)| *at)
+        .expect("the first piece");
+    let last_at = chunks.last().unwrap().0;
+    assert!(
+        last_at.duration_since(first_at) >= Duration::from_secs(2),
+        "the first piece came as soon as it was written, not with the last"
+    );
+    let bytes: Vec<u8> = chunks.into_iter().flat_map(|(_, c)| c).collect();
+    // lambda_runtime writes an HTTP metadata prelude and eight NULs before the body, and
+    // posts it as `application/vnd.awslambda.http-integration-response`: Lambda passes both on.
+    let text = String::from_utf8_lossy(&bytes);
+    assert!(
+        text.ends_with("\0\0\0\0\0\0\0\0first second third"),
+        "{text:?}"
+    );
+    assert!(text.starts_with(r#"{"statusCode":200"#), "{text:?}");
+    assert_eq!(
+        content_type.as_deref(),
+        Some("application/vnd.awslambda.http-integration-response")
+    );
+    assert_eq!(done.error_code(), None);
+    let logs = String::from_utf8(trellis_core_base64_decode(done.log_result().unwrap())).unwrap();
+    assert!(logs.contains("REPORT RequestId:"), "{logs}");
+
+    // The same function answering whole: its response in one chunk.
+    let (chunks, done, _) = invoke_streaming(&c, "streamer", json!({"hello": 1})).await;
+    assert_eq!(chunks.len(), 1);
+    let body: Value = serde_json::from_slice(&chunks[0].1).unwrap();
+    assert_eq!(body["event"]["hello"], 1);
+    assert_eq!(done.error_code(), None);
+
+    // A function error ends the stream with the error's type and message.
+    let (chunks, done, _) = invoke_streaming(&c, "streamer", json!({"fail": "boom"})).await;
+    assert!(chunks.is_empty());
+    assert!(done.error_code().is_some_and(|e| !e.is_empty()));
+    assert_eq!(done.error_details(), Some("boom"));
+
+    // A plain Invoke of a streaming function gets the streamed bytes whole.
+    let out = c
+        .invoke()
+        .function_name("streamer")
+        .payload(Blob::new(json!({"stream": ["a", "b"]}).to_string()))
+        .send()
+        .await
+        .expect("invoke");
+    assert!(out.payload().unwrap().as_ref().ends_with(b"\0ab"));
+    assert_eq!(out.function_error(), None);
+
+    // Errors before the function runs are the API's errors.
+    let e = c
+        .invoke_with_response_stream()
+        .function_name("no-such-function")
+        .send()
+        .await
+        .expect_err("an unknown function");
+    assert_eq!(
+        e.as_service_error().and_then(|e| e.code()),
+        Some("ResourceNotFoundException")
+    );
+    let dry = c
+        .invoke_with_response_stream()
+        .function_name("streamer")
+        .invocation_type(aws_sdk_lambda::types::ResponseStreamingInvocationType::DryRun)
+        .send()
+        .await
+        .expect("dry run");
+    assert_eq!(dry.status_code(), 204);
+}

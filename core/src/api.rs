@@ -32,8 +32,30 @@ pub trait JsonService: Send + Sync {
 pub trait RestService: Send + Sync {
     fn model(&self) -> Arc<ServiceModel>;
     fn call(&self, op: &str, input: Value) -> BoxFuture<'_, Result<Value, ApiError>>;
+    /// Whether `op` answers with a body written as it is produced (an event stream, such as
+    /// Lambda's `InvokeWithResponseStream`): then [`RestService::call_streaming`] answers it.
+    fn streams(&self, _op: &str) -> bool {
+        false
+    }
+    /// Answers an operation for which [`RestService::streams`] is true.
+    fn call_streaming(
+        &self,
+        op: &str,
+        _input: Value,
+    ) -> BoxFuture<'_, Result<StreamingOutput, ApiError>> {
+        let e = ApiError::unknown_operation(op);
+        Box::pin(async move { Err(e) })
+    }
     /// Appends the service's counters to `GET /metrics` (Prometheus text format; none by default).
     fn render_metrics(&self, _out: &mut String) {}
+}
+
+/// The answer of a streaming operation: status, headers (the model's header members, already
+/// named) and a body written as it is produced.
+pub struct StreamingOutput {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: crate::target::StreamingBody,
 }
 
 /// An AWS query-protocol service (`Action=…` form posts answered in XML: STS, IAM), chosen by

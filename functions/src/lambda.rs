@@ -11,15 +11,17 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use bytes::Bytes;
+use http_body_util::BodyExt;
 use serde_json::{json, Map, Value};
-use trellis_core::api::RestService;
+use trellis_core::api::{RestService, StreamingOutput};
 use trellis_core::model::{base64_decode, base64_encode, ServiceModel};
 use trellis_core::target::{BoxFuture, Target, TargetError, TargetRegistry};
 use trellis_core::{ApiError, ArnContext};
 use trellis_store::{Store, Write};
 
+use crate::eventstream;
 use crate::package::{self, Package};
-use crate::pool::{HttpStreamed, Pool, DEFAULT_CONCURRENCY, IDLE_TIMEOUT};
+use crate::pool::{Finished, HttpStreamed, InvokeStream, Pool, DEFAULT_CONCURRENCY, IDLE_TIMEOUT};
 use crate::wasm;
 use crate::worker::{Invocation, Outcome, Spec};
 
@@ -117,6 +119,104 @@ pub struct InvokeResult {
     pub executed_version: String,
     pub logs: Vec<u8>,
     pub timed_out: bool,
+}
+
+/// A synchronous invocation ready to run ([`Inner::prepare`]).
+struct Prepared {
+    pool: Arc<Pool>,
+    inv: Invocation,
+    tail: usize,
+    settle: Settle,
+}
+
+/// What turns a finished invocation into the caller's result.
+struct Settle {
+    request_id: String,
+    version: String,
+    timeout: Duration,
+}
+
+impl Settle {
+    /// The caller's result: the response, or the error document Lambda gives for each failure.
+    fn result(&self, finished: Finished) -> InvokeResult {
+        let request_id = &self.request_id;
+        let timeout = self.timeout.as_secs_f64();
+        let unhandled = Some("Unhandled".to_string());
+        let (payload, function_error, timed_out) = match finished.outcome {
+            Outcome::Response(b) => (b, None, false),
+            Outcome::Error(b) => (b, unhandled, false),
+            Outcome::Exited(message) => (
+                exit_payload(&message, &finished.last_lines),
+                unhandled,
+                false,
+            ),
+            Outcome::NotStarted(message) => (
+                error_payload(
+                    "Runtime.InvalidEntrypoint",
+                    &format!("RequestId: {request_id} Error: {message}"),
+                ),
+                unhandled,
+                false,
+            ),
+            Outcome::TimedOut => (
+                error_payload(
+                    "Sandbox.Timedout",
+                    &format!("RequestId: {request_id} Error: Task timed out after {timeout:.2} seconds"),
+                ),
+                unhandled,
+                true,
+            ),
+            Outcome::TooLarge(n) => (
+                error_payload(
+                    "Function.ResponseSizeTooLarge",
+                    &format!("Response payload size ({n} bytes) exceeded maximum allowed payload size ({MAX_SYNC_PAYLOAD} bytes)."),
+                ),
+                unhandled,
+                false,
+            ),
+            // Only a caller that asked for a stream is handed one (`Pool::invoke_streaming`).
+            Outcome::Streaming(_) => (
+                error_payload(
+                    "Runtime.StreamError",
+                    "the function streamed its response to a caller that takes none",
+                ),
+                unhandled,
+                false,
+            ),
+        };
+        InvokeResult {
+            payload,
+            function_error,
+            executed_version: self.version.clone(),
+            logs: finished.logs,
+            timed_out,
+        }
+    }
+}
+
+/// The `InvokeComplete` event that ends `InvokeWithResponseStream`'s answer: the error's type
+/// and message when the invocation failed, and the log tail when it was asked for.
+fn invoke_complete(r: &InvokeResult) -> Bytes {
+    let mut doc = Map::new();
+    if r.function_error.is_some() {
+        let e: Value = serde_json::from_slice(&r.payload).unwrap_or(Value::Null);
+        doc.insert(
+            "ErrorCode".into(),
+            str_of(&e, "errorType").unwrap_or("Unhandled").into(),
+        );
+        doc.insert(
+            "ErrorDetails".into(),
+            str_of(&e, "errorMessage").unwrap_or_default().into(),
+        );
+    }
+    if !r.logs.is_empty() {
+        doc.insert("LogResult".into(), base64_encode(&r.logs).into());
+    }
+    eventstream::event(
+        "InvokeComplete",
+        "application/json",
+        Value::Object(doc).to_string().as_bytes(),
+    )
 }
 
 #[derive(Clone)]
@@ -294,47 +394,13 @@ impl Lambda {
 
     async fn invoke_api(&self, input: Value) -> Result<Value, ApiError> {
         let inner = &self.inner;
-        let function = str_of(&input, "FunctionName")
-            .unwrap_or_default()
-            .to_string();
-        let payload = match str_of(&input, "Payload") {
-            Some(b64) => Bytes::from(
-                base64_decode(b64).ok_or_else(|| ApiError::cannot_parse("bad payload"))?,
-            ),
-            None => Bytes::new(),
-        };
-        let payload = if payload.iter().all(u8::is_ascii_whitespace) {
-            Bytes::from_static(b"{}")
-        } else {
-            payload
-        };
         let kind = str_of(&input, "InvocationType").unwrap_or("RequestResponse");
         let limit = if kind == "Event" {
             MAX_ASYNC_PAYLOAD
         } else {
             MAX_SYNC_PAYLOAD
         };
-        if payload.len() > limit {
-            return Err(error(
-                "RequestTooLargeException",
-                413,
-                format!(
-                    "Request must be smaller than {limit} bytes for the InvokeFunction operation"
-                ),
-            ));
-        }
-        if serde_json::from_slice::<Value>(&payload).is_err() {
-            return Err(error(
-                "InvalidRequestContentException",
-                400,
-                "Could not parse request body into json: Could not parse payload into json",
-            ));
-        }
-        let opts = InvokeOptions {
-            qualifier: str_of(&input, "Qualifier").map(str::to_string),
-            client_context: str_of(&input, "ClientContext").map(str::to_string),
-            tail: str_of(&input, "LogType") == Some("Tail"),
-        };
+        let (function, payload, opts) = invoke_input(&input, limit)?;
         match kind {
             "DryRun" => {
                 let (name, q) = inner.resolve_name(&function, opts.qualifier.as_deref())?;
@@ -388,6 +454,70 @@ impl RestService for Lambda {
         let op = op.to_string();
         Box::pin(async move { Lambda::call(self, &op, input).await })
     }
+
+    fn streams(&self, op: &str) -> bool {
+        op == "InvokeWithResponseStream"
+    }
+
+    fn call_streaming(
+        &self,
+        _op: &str,
+        input: Value,
+    ) -> BoxFuture<'_, Result<StreamingOutput, ApiError>> {
+        Box::pin(async move {
+            let (function, payload, opts) = invoke_input(&input, MAX_SYNC_PAYLOAD)?;
+            let inner = self.inner.clone();
+            if str_of(&input, "InvocationType") == Some("DryRun") {
+                let (name, q) = inner.resolve_name(&function, opts.qualifier.as_deref())?;
+                inner.pick_version(&name, q.as_deref())?;
+                return Ok(StreamingOutput {
+                    status: 204,
+                    headers: Vec::new(),
+                    body: trellis_core::target::whole(Bytes::new()),
+                });
+            }
+            inner.invoke_streaming(&function, payload, &opts).await
+        })
+    }
+}
+
+/// The function, payload and options of `Invoke` or `InvokeWithResponseStream`, checked:
+/// the payload within `limit` and JSON (an empty one is `{}`).
+fn invoke_input(input: &Value, limit: usize) -> Result<(String, Bytes, InvokeOptions), ApiError> {
+    let function = str_of(input, "FunctionName")
+        .unwrap_or_default()
+        .to_string();
+    let payload = match str_of(input, "Payload") {
+        Some(b64) => {
+            Bytes::from(base64_decode(b64).ok_or_else(|| ApiError::cannot_parse("bad payload"))?)
+        }
+        None => Bytes::new(),
+    };
+    let payload = if payload.iter().all(u8::is_ascii_whitespace) {
+        Bytes::from_static(b"{}")
+    } else {
+        payload
+    };
+    if payload.len() > limit {
+        return Err(error(
+            "RequestTooLargeException",
+            413,
+            format!("Request must be smaller than {limit} bytes for the InvokeFunction operation"),
+        ));
+    }
+    if serde_json::from_slice::<Value>(&payload).is_err() {
+        return Err(error(
+            "InvalidRequestContentException",
+            400,
+            "Could not parse request body into json: Could not parse payload into json",
+        ));
+    }
+    let opts = InvokeOptions {
+        qualifier: str_of(input, "Qualifier").map(str::to_string),
+        client_context: str_of(input, "ClientContext").map(str::to_string),
+        tail: str_of(input, "LogType") == Some("Tail"),
+    };
+    Ok((function, payload, opts))
 }
 
 // === impl Inner ===
@@ -1137,6 +1267,59 @@ impl Inner {
         payload: Bytes,
         opts: InvokeOptions,
     ) -> Result<InvokeResult, ApiError> {
+        let p = self.prepare(function, payload, &opts)?;
+        let finished = p
+            .pool
+            .invoke(p.inv, p.tail)
+            .await
+            .map_err(|_| throttled())?;
+        Ok(p.settle.result(finished))
+    }
+
+    /// `InvokeWithResponseStream`: the function's response as it streams it, then how the
+    /// invocation ended. A function that answers whole gives its response as one chunk.
+    async fn invoke_streaming(
+        self: Arc<Self>,
+        function: &str,
+        payload: Bytes,
+        opts: &InvokeOptions,
+    ) -> Result<StreamingOutput, ApiError> {
+        let p = self.prepare(function, payload, opts)?;
+        let settle = p.settle;
+        let mut headers = vec![("X-Amz-Executed-Version".to_string(), settle.version.clone())];
+        let body = match p.pool.invoke_streaming(p.inv, p.tail).await {
+            Err(_) => return Err(throttled()),
+            Ok(InvokeStream::Done(finished)) => {
+                headers.push(("Content-Type".into(), "application/octet-stream".into()));
+                let r = settle.result(finished);
+                let mut events = Vec::new();
+                if r.function_error.is_none() && !r.payload.is_empty() {
+                    events.extend_from_slice(&eventstream::payload_chunk(&r.payload));
+                }
+                events.extend_from_slice(&invoke_complete(&r));
+                trellis_core::target::whole(Bytes::from(events))
+            }
+            Ok(InvokeStream::Stream { content_type, rx }) => {
+                headers.push(("Content-Type".into(), content_type));
+                let complete = Box::new(move |f| invoke_complete(&settle.result(f)));
+                BodyExt::boxed(eventstream::EventBody::new(rx, complete).map_err(|n| match n {}))
+            }
+        };
+        Ok(StreamingOutput {
+            status: 200,
+            headers,
+            body,
+        })
+    }
+
+    /// Resolves the function, version and pool of a synchronous invocation and builds its
+    /// event.
+    fn prepare(
+        &self,
+        function: &str,
+        payload: Bytes,
+        opts: &InvokeOptions,
+    ) -> Result<Prepared, ApiError> {
         let (name, qualifier) = self.resolve_name(function, opts.qualifier.as_deref())?;
         let version = self.with_doc(&name, |doc| {
             if doc["concurrency"].as_u64() == Some(0) {
@@ -1168,49 +1351,17 @@ impl Inner {
             ),
             client_context,
             cognito_identity: None,
+            stream: false,
         };
-        let tail = if opts.tail { TAIL_BYTES } else { 0 };
-        let finished = pool.invoke(inv, tail).await.map_err(|_| throttled())?;
-        let timeout = pool.spec.timeout.as_secs_f64();
-        let (payload, function_error, timed_out) = match finished.outcome {
-            Outcome::Response(b) => (b, None, false),
-            Outcome::Error(b) => (b, Some("Unhandled".to_string()), false),
-            Outcome::Exited(message) => (
-                exit_payload(&message, &finished.last_lines),
-                Some("Unhandled".into()),
-                false,
-            ),
-            Outcome::NotStarted(message) => (
-                error_payload(
-                    "Runtime.InvalidEntrypoint",
-                    &format!("RequestId: {request_id} Error: {message}"),
-                ),
-                Some("Unhandled".into()),
-                false,
-            ),
-            Outcome::TimedOut => (
-                error_payload(
-                    "Sandbox.Timedout",
-                    &format!("RequestId: {request_id} Error: Task timed out after {timeout:.2} seconds"),
-                ),
-                Some("Unhandled".into()),
-                true,
-            ),
-            Outcome::TooLarge(n) => (
-                error_payload(
-                    "Function.ResponseSizeTooLarge",
-                    &format!("Response payload size ({n} bytes) exceeded maximum allowed payload size ({MAX_SYNC_PAYLOAD} bytes)."),
-                ),
-                Some("Unhandled".into()),
-                false,
-            ),
-        };
-        Ok(InvokeResult {
-            payload,
-            function_error,
-            executed_version: version,
-            logs: finished.logs,
-            timed_out,
+        Ok(Prepared {
+            settle: Settle {
+                request_id,
+                version,
+                timeout: pool.spec.timeout,
+            },
+            tail: if opts.tail { TAIL_BYTES } else { 0 },
+            pool,
+            inv,
         })
     }
 
@@ -1242,7 +1393,6 @@ impl Inner {
         qualifier: Option<&str>,
         request: http::Request<Bytes>,
     ) -> Result<trellis_core::target::StreamingResponse, TargetError> {
-        use http_body_util::BodyExt;
         let (pool, arn) = self.http_pool(function, qualifier, &request)?;
         let Some(done) = pool.stream_http(request, &new_uuid()).await else {
             return Err(not_an_http_function(&arn));

@@ -7,6 +7,7 @@
 //! [`Target`]: trellis_core::target::Target
 
 pub mod component;
+pub mod eventstream;
 pub mod iam;
 pub mod lambda;
 pub mod package;

@@ -15,7 +15,9 @@ use bytes::Bytes;
 
 use crate::component::{GuestBody, HttpCall, HttpComponent, HttpEnded, HttpRun, OnEnd, Streamed};
 use crate::wasm::{Call, Ended, Wasm};
-use crate::worker::{Invocation, Outcome, Spec, Worker};
+use crate::worker::{
+    Invocation, Outcome, ResponseStream, Spec, StreamPart, Worker, MAX_STREAMED_RESPONSE,
+};
 
 /// Lambda's default when no reserved concurrency is set (ours; AWS's is the account's pool).
 pub const DEFAULT_CONCURRENCY: usize = 10;
@@ -55,6 +57,33 @@ pub enum HttpStreamed {
     Response(http::Response<GuestBody>),
     /// No response: how the run ended.
     Failed(Finished),
+}
+
+/// What [`Pool::invoke_streaming`] gives.
+pub enum InvokeStream {
+    /// The invocation is over: a buffered response or a failure.
+    Done(Finished),
+    /// The function streams its response: [`Piece::Chunk`]s, then one [`Piece::End`].
+    Stream {
+        content_type: String,
+        rx: tokio::sync::mpsc::Receiver<Piece>,
+    },
+}
+
+/// A piece of a streamed invocation.
+pub enum Piece {
+    Chunk(Bytes),
+    /// How it ended: `Outcome::Response` (with no bytes: they were streamed) or a failure.
+    End(Finished),
+}
+
+/// An invocation in progress on a worker process, between [`Pool::begin`] and [`Pool::end`].
+struct Run {
+    worker: Worker,
+    fresh: bool,
+    started: Instant,
+    mark: u64,
+    request_id: String,
 }
 
 /// How a wasm run ended, before the platform log lines are added.
@@ -111,6 +140,89 @@ impl Pool {
         if let Some(program) = &self.wasm {
             return Ok(self.invoke_wasm(program.clone(), inv, tail).await);
         }
+        let run = match self.begin(&inv).await {
+            Ok(run) => run,
+            Err(finished) => return Ok(finished),
+        };
+        let outcome = run.worker.invoke(inv).await;
+        Ok(self.end(run, outcome, tail).await)
+    }
+
+    /// Runs `inv` for a caller that takes a streamed response as it comes
+    /// (`InvokeWithResponseStream`). A function that streams gives [`InvokeStream::Stream`]:
+    /// its pieces, then how it ended; the worker and its concurrency slot stay taken until
+    /// then. Every other answer (a buffered response, an error) is [`InvokeStream::Done`].
+    pub async fn invoke_streaming(
+        self: &Arc<Self>,
+        mut inv: Invocation,
+        tail: usize,
+    ) -> Result<InvokeStream, Throttled> {
+        let permit = self.admit().await?;
+        if let Some(program) = &self.wasm {
+            inv.stream = false;
+            return Ok(InvokeStream::Done(
+                self.invoke_wasm(program.clone(), inv, tail).await,
+            ));
+        }
+        inv.stream = true;
+        let run = match self.begin(&inv).await {
+            Ok(run) => run,
+            Err(finished) => return Ok(InvokeStream::Done(finished)),
+        };
+        let mut stream = match run.worker.invoke(inv).await {
+            Outcome::Streaming(stream) => stream,
+            outcome => return Ok(InvokeStream::Done(self.end(run, outcome, tail).await)),
+        };
+        let content_type = std::mem::take(&mut stream.content_type);
+        let (tx, rx) = tokio::sync::mpsc::channel(8);
+        let pool = self.clone();
+        tokio::spawn(async move {
+            let _permit = permit;
+            let outcome = pool.pump(&run.worker, stream, &tx).await;
+            let finished = pool.end(run, outcome, tail).await;
+            let _ = tx.send(Piece::End(finished)).await;
+        });
+        Ok(InvokeStream::Stream { content_type, rx })
+    }
+
+    /// Passes a streamed response's pieces on until it ends, the function's timeout passes
+    /// or it outgrows [`MAX_STREAMED_RESPONSE`]. A caller that went away does not stop the
+    /// function: as on Lambda, it runs to its end and the rest is dropped.
+    async fn pump(
+        &self,
+        worker: &Worker,
+        mut stream: ResponseStream,
+        tx: &tokio::sync::mpsc::Sender<Piece>,
+    ) -> Outcome {
+        let deadline = stream.deadline;
+        let mut total = 0usize;
+        let read = async {
+            loop {
+                match stream.next().await {
+                    StreamPart::Chunk(c) => {
+                        total += c.len();
+                        if total > MAX_STREAMED_RESPONSE {
+                            return Outcome::TooLarge(total);
+                        }
+                        let _ = tx.send(Piece::Chunk(c)).await;
+                    }
+                    StreamPart::End(None) => return Outcome::Response(Bytes::new()),
+                    StreamPart::End(Some(doc)) => return Outcome::Error(doc),
+                }
+            }
+        };
+        let outcome = tokio::time::timeout_at(deadline, read)
+            .await
+            .unwrap_or(Outcome::TimedOut);
+        if matches!(outcome, Outcome::TimedOut | Outcome::TooLarge(_)) {
+            worker.kill();
+        }
+        outcome
+    }
+
+    /// Takes an idle worker or starts one, and logs the invocation's START line. `Err` when
+    /// no process could be started.
+    async fn begin(&self, inv: &Invocation) -> Result<Run, Finished> {
         let started = Instant::now();
         // A fresh worker's invocation owns everything the process printed from its start.
         let (worker, fresh) = match self.take_idle() {
@@ -118,7 +230,7 @@ impl Pool {
             None => match Worker::start(self.spec.clone()).await {
                 Ok(w) => (w, true),
                 Err(e) => {
-                    return Ok(Finished {
+                    return Err(Finished {
                         outcome: Outcome::NotStarted(e),
                         logs: Vec::new(),
                         duration: started.elapsed(),
@@ -127,13 +239,30 @@ impl Pool {
                 }
             },
         };
-        let request_id = inv.request_id.clone();
         let mark = if fresh { 0 } else { worker.log_mark() };
         worker.log_line(&format!(
-            "START RequestId: {request_id} Version: {}\n",
-            self.spec.version
+            "START RequestId: {} Version: {}\n",
+            inv.request_id, self.spec.version
         ));
-        let outcome = worker.invoke(inv).await;
+        Ok(Run {
+            worker,
+            fresh,
+            started,
+            mark,
+            request_id: inv.request_id.clone(),
+        })
+    }
+
+    /// Ends an invocation begun by [`Pool::begin`]: its END and REPORT lines, the log tail,
+    /// and the worker back among the idle ones if it is still alive.
+    async fn end(&self, run: Run, outcome: Outcome, tail: usize) -> Finished {
+        let Run {
+            worker,
+            fresh,
+            started,
+            mark,
+            request_id,
+        } = run;
         let duration = started.elapsed();
         if tail > 0 {
             // Output written just before the answer may still be in the pipe.
@@ -151,7 +280,7 @@ impl Pool {
             last_lines.drain(..last_lines.len().saturating_sub(10));
             tracing::warn!(function = %self.spec.function_name, version = %self.spec.version, "worker exited: {why}");
         }
-        if outcome == Outcome::TimedOut {
+        if outcome.is_timeout() {
             worker.log_line(&format!(
                 "{} {request_id} Task timed out after {:.2} seconds\n",
                 trellis_core::clock::now_iso8601(),
@@ -177,12 +306,12 @@ impl Pool {
         if worker.is_alive() {
             crate::lock(&self.idle).push((worker, Instant::now()));
         }
-        Ok(Finished {
+        Finished {
             outcome,
             logs,
             duration,
             last_lines,
-        })
+        }
     }
 
     /// Sends one HTTP request to this pool's `wasi:http` component (the function's
@@ -506,7 +635,7 @@ impl Pool {
         for line in String::from_utf8_lossy(&done.log).lines() {
             tracing::info!(target: "trellis::function", function = %self.spec.function_name, "{line}");
         }
-        if done.outcome == Outcome::TimedOut {
+        if done.outcome.is_timeout() {
             log.extend_from_slice(
                 format!(
                     "{} {request_id} Task timed out after {:.2} seconds\n",

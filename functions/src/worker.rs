@@ -24,6 +24,13 @@ use tokio::sync::{mpsc, oneshot, Notify};
 
 /// The largest synchronous response a function may post (Lambda's 6 MB).
 pub const MAX_RESPONSE: usize = 6 * 1024 * 1024;
+/// The largest response a function may stream to `InvokeWithResponseStream` (Lambda's 200 MB).
+pub const MAX_STREAMED_RESPONSE: usize = 200 * 1024 * 1024;
+/// The request header with which a runtime streams its response.
+const RESPONSE_MODE: &str = "lambda-runtime-function-response-mode";
+/// The trailers with which a runtime reports an error in the middle of a streamed response.
+const ERROR_TYPE: &str = "lambda-runtime-function-error-type";
+const ERROR_BODY: &str = "lambda-runtime-function-error-body";
 /// How long a fresh worker may take to ask for its first invocation.
 pub const INIT_TIMEOUT: Duration = Duration::from_secs(10);
 const LOG_CAPACITY: usize = 64 * 1024;
@@ -54,10 +61,13 @@ pub struct Invocation {
     /// JSON, already decoded from the caller's base64 `X-Amz-Client-Context`.
     pub client_context: Option<String>,
     pub cognito_identity: Option<String>,
+    /// The caller takes a streamed response as it comes (`InvokeWithResponseStream`); for
+    /// other callers a streamed response is gathered (at most [`MAX_RESPONSE`]).
+    pub stream: bool,
 }
 
 /// How an invocation ended.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug)]
 pub enum Outcome {
     /// `/response`.
     Response(Bytes),
@@ -71,8 +81,85 @@ pub enum Outcome {
     TimedOut,
     /// The function posted more than Lambda allows.
     TooLarge(usize),
+    /// A streaming invocation's response has begun: its body follows in the stream, and the
+    /// invocation ends with it.
+    Streaming(ResponseStream),
 }
 
+impl Outcome {
+    pub fn is_timeout(&self) -> bool {
+        matches!(self, Outcome::TimedOut)
+    }
+}
+
+/// A response the function streams (`Lambda-Runtime-Function-Response-Mode: streaming`), as
+/// its runtime posts it. The runtime's POST is answered once this is read to the end or dropped.
+pub struct ResponseStream {
+    /// The runtime's `Content-Type` (`application/octet-stream` when it set none).
+    pub content_type: String,
+    /// When the function's timeout passes (it runs from when the event was taken).
+    pub deadline: tokio::time::Instant,
+    body: Incoming,
+    _posted: oneshot::Sender<()>,
+}
+
+impl std::fmt::Debug for ResponseStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ResponseStream")
+            .field("content_type", &self.content_type)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A piece of a streamed response.
+#[derive(Debug, PartialEq)]
+pub enum StreamPart {
+    Chunk(Bytes),
+    /// The end: `None` when the function finished, else the error document its runtime
+    /// reported in the error trailers (or one saying the stream broke off).
+    End(Option<Bytes>),
+}
+
+impl ResponseStream {
+    /// The next piece of the response.
+    pub async fn next(&mut self) -> StreamPart {
+        loop {
+            return match self.body.frame().await {
+                None => StreamPart::End(None),
+                Some(Ok(frame)) => match frame.into_data() {
+                    Ok(data) if data.is_empty() => continue,
+                    Ok(data) => StreamPart::Chunk(data),
+                    Err(frame) => match frame.into_trailers() {
+                        Ok(trailers) => StreamPart::End(trailer_error(&trailers)),
+                        Err(_) => continue,
+                    },
+                },
+                Some(Err(e)) => StreamPart::End(Some(crate::lambda::error_payload(
+                    "Runtime.StreamError",
+                    &format!("the response stream broke off: {e}"),
+                ))),
+            };
+        }
+    }
+}
+
+/// The error a runtime reported in the trailers of a streamed response, as an error document.
+fn trailer_error(trailers: &http::HeaderMap) -> Option<Bytes> {
+    let error_type = trailers
+        .get(ERROR_TYPE)?
+        .to_str()
+        .ok()
+        .unwrap_or("Unhandled");
+    let body = trailers
+        .get(ERROR_BODY)
+        .and_then(|v| trellis_core::model::base64_decode(v.to_str().ok()?))
+        .unwrap_or_default();
+    Some(error_document(
+        Bytes::from(body),
+        Some(error_type),
+        "Unhandled",
+    ))
+}
 pub struct Worker {
     shared: Arc<Shared>,
     pid: Option<u32>,
@@ -98,6 +185,8 @@ struct Shared {
 
 struct Inflight {
     request_id: String,
+    /// The caller takes a streamed response as it comes ([`Invocation::stream`]).
+    stream: bool,
     result: oneshot::Sender<Outcome>,
     picked: Option<oneshot::Sender<()>>,
 }
@@ -207,6 +296,7 @@ impl Worker {
         let (picked_tx, picked_rx) = oneshot::channel();
         *lock(&self.shared.inflight) = Some(Inflight {
             request_id: inv.request_id.clone(),
+            stream: inv.stream,
             result: result_tx,
             picked: Some(picked_tx),
         });
@@ -246,7 +336,12 @@ impl Worker {
                 }
             }
         }
-        match tokio::time::timeout(timeout, result_rx).await {
+        let deadline = tokio::time::Instant::now() + timeout;
+        match tokio::time::timeout_at(deadline, result_rx).await {
+            Ok(Ok(Outcome::Streaming(mut stream))) => {
+                stream.deadline = deadline;
+                Outcome::Streaming(stream)
+            }
             Ok(Ok(outcome)) => outcome,
             Ok(Err(_)) => Outcome::Exited("no answer".into()),
             Err(_) => {
@@ -470,9 +565,16 @@ async fn handle(shared: &Shared, req: Request<Incoming>) -> Resp {
     }
     let error_type = req
         .headers()
-        .get("lambda-runtime-function-error-type")
+        .get(ERROR_TYPE)
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
+    let streamed = req
+        .headers()
+        .get(RESPONSE_MODE)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"streaming"));
+    if streamed && rest.ends_with("/response") {
+        return streamed_response(shared, rest, req).await;
+    }
     let body = match Limited::new(req.into_body(), MAX_RESPONSE + 1)
         .collect()
         .await
@@ -515,6 +617,67 @@ async fn handle(shared: &Shared, req: Request<Incoming>) -> Resp {
         let _ = inflight.result.send(outcome);
     }
     drop(guard);
+    if too_large {
+        return error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "RequestEntityTooLarge",
+            &format!("Response payload size exceeded maximum allowed payload size ({MAX_RESPONSE} bytes)."),
+        );
+    }
+    reply(StatusCode::ACCEPTED, r#"{"status":"OK"}"#)
+}
+
+/// `POST /invocation/{id}/response` in streaming mode. A streaming caller gets the body as it
+/// comes ([`Outcome::Streaming`]) and the POST is answered when the caller has read it or let
+/// it go; for any other caller the stream is gathered here like a buffered response.
+async fn streamed_response(shared: &Shared, rest: &str, req: Request<Incoming>) -> Resp {
+    let id = rest
+        .strip_prefix("/invocation/")
+        .and_then(|t| t.strip_suffix("/response"))
+        .unwrap_or_default();
+    let inflight = {
+        let mut guard = lock(&shared.inflight);
+        if guard.as_ref().is_none_or(|i| i.request_id != id) {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "InvalidRequestID",
+                "Invalid request ID",
+            );
+        }
+        guard.take().expect("checked above")
+    };
+    let content_type = req
+        .headers()
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("application/octet-stream")
+        .to_string();
+    let (posted, read) = oneshot::channel();
+    let mut stream = ResponseStream {
+        content_type,
+        deadline: tokio::time::Instant::now(),
+        body: req.into_body(),
+        _posted: posted,
+    };
+    if inflight.stream {
+        let _ = inflight.result.send(Outcome::Streaming(stream));
+        // Answered when the stream is dropped: read to its end, or given up on.
+        let _ = read.await;
+        return reply(StatusCode::ACCEPTED, r#"{"status":"OK"}"#);
+    }
+    let mut body = Vec::new();
+    let outcome = loop {
+        match stream.next().await {
+            StreamPart::Chunk(c) if body.len() + c.len() > MAX_RESPONSE => {
+                break Outcome::TooLarge(body.len() + c.len())
+            }
+            StreamPart::Chunk(c) => body.extend_from_slice(&c),
+            StreamPart::End(None) => break Outcome::Response(Bytes::from(body)),
+            StreamPart::End(Some(doc)) => break Outcome::Error(doc),
+        }
+    };
+    let too_large = matches!(outcome, Outcome::TooLarge(_));
+    let _ = inflight.result.send(outcome);
     if too_large {
         return error(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -619,6 +782,17 @@ while true; do
   done
   body=$(head -c "$len" <&3); exec 3>&-
   case "$body" in
+    *stream*) # "first", then "second" 300 ms later, then the end: an error trailer when
+      # the event says "broken"; with "stall" it stops after "first"
+      exec 3<>/dev/tcp/$host/$port
+      printf 'POST /2018-06-01/runtime/invocation/%s/response HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nContent-Type: text/plain\r\nLambda-Runtime-Function-Response-Mode: streaming\r\nTrailer: Lambda-Runtime-Function-Error-Type\r\n\r\n5\r\nfirst\r\n' "$id" >&3
+      case "$body" in *stall*) sleep 5 ;; esac
+      sleep 0.3; printf '6\r\nsecond\r\n' >&3
+      case "$body" in
+        *broken*) printf '0\r\nLambda-Runtime-Function-Error-Type: Bash.Broken\r\nLambda-Runtime-Function-Error-Body: %s\r\n\r\n' "$(printf 'half way' | base64)" >&3 ;;
+        *) printf '0\r\n\r\n' >&3 ;;
+      esac
+      read -r _ <&3; exec 3>&- ;;
     *fail*) post /2018-06-01/runtime/invocation/$id/error 'it failed' $'Lambda-Runtime-Function-Error-Type: Bash.Failure\r\n' ;;
     *exit*) echo "exiting now"; exit 1 ;;
     *sleep*) sleep 5; post /2018-06-01/runtime/invocation/$id/response "$body" '' ;;
@@ -655,7 +829,113 @@ done
             trace_id: "Root=1-0-0".into(),
             client_context: None,
             cognito_identity: None,
+            stream: false,
         }
+    }
+
+    /// The response of an outcome that must be one.
+    fn response(outcome: &Outcome) -> &[u8] {
+        match outcome {
+            Outcome::Response(b) => b,
+            other => panic!("not a response: {other:?}"),
+        }
+    }
+
+    /// The error document of an outcome that must be one.
+    fn error_doc(outcome: &Outcome) -> serde_json::Value {
+        match outcome {
+            Outcome::Error(doc) => serde_json::from_slice(doc).unwrap(),
+            other => panic!("not an error: {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn streamed_responses_reach_streaming_callers_as_they_come() {
+        use crate::pool::{InvokeStream, Piece};
+        let dir = tempfile::tempdir().unwrap();
+        let pool = Arc::new(Pool::new(spec(dir.path(), &[]), 1));
+
+        let InvokeStream::Stream {
+            content_type,
+            mut rx,
+        } = pool
+            .invoke_streaming(event(r#""stream""#), 4096)
+            .await
+            .unwrap()
+        else {
+            panic!("a streaming function streams")
+        };
+        assert_eq!(content_type, "text/plain");
+        let Some(Piece::Chunk(first)) = rx.recv().await else {
+            panic!("the first piece")
+        };
+        assert_eq!(first, "first");
+        // The function is still writing: its worker is busy and nothing else has come.
+        assert!(rx.try_recv().is_err());
+        assert_eq!(pool.idle_workers(), 0);
+        let Some(Piece::Chunk(second)) = rx.recv().await else {
+            panic!("the second piece")
+        };
+        assert_eq!(second, "second");
+        let Some(Piece::End(done)) = rx.recv().await else {
+            panic!("the end")
+        };
+        assert_eq!(response(&done.outcome), b"", "the bytes were streamed");
+        let logs = String::from_utf8(done.logs).unwrap();
+        assert!(logs.contains("REPORT RequestId: req-"), "{logs}");
+        assert_eq!(pool.idle_workers(), 1, "the worker is free again");
+
+        // An error trailer ends the stream with the function's error.
+        let InvokeStream::Stream { mut rx, .. } = pool
+            .invoke_streaming(event(r#""stream broken""#), 0)
+            .await
+            .unwrap()
+        else {
+            panic!("a streaming function streams")
+        };
+        let mut chunks = Vec::new();
+        let done = loop {
+            match rx.recv().await.unwrap() {
+                Piece::Chunk(c) => chunks.push(c),
+                Piece::End(done) => break done,
+            }
+        };
+        assert_eq!(chunks, ["first", "second"]);
+        let doc = error_doc(&done.outcome);
+        assert_eq!(doc["errorType"], "Bash.Broken");
+        assert_eq!(doc["errorMessage"], "half way");
+
+        // The timeout still holds while the function streams.
+        let InvokeStream::Stream { mut rx, .. } = pool
+            .invoke_streaming(event(r#""stream stall""#), 0)
+            .await
+            .unwrap()
+        else {
+            panic!("a streaming function streams")
+        };
+        assert!(matches!(rx.recv().await, Some(Piece::Chunk(_))));
+        let Some(Piece::End(done)) = rx.recv().await else {
+            panic!("the end")
+        };
+        assert!(done.outcome.is_timeout(), "{:?}", done.outcome);
+        assert_eq!(pool.idle_workers(), 0, "a timed-out worker is not reused");
+
+        // A function that answers whole is whole to a streaming caller too.
+        let InvokeStream::Done(done) = pool.invoke_streaming(event("{}"), 0).await.unwrap() else {
+            panic!("a buffered answer")
+        };
+        assert_eq!(response(&done.outcome), b"{}");
+    }
+
+    #[tokio::test]
+    async fn streamed_responses_are_gathered_for_other_callers() {
+        let dir = tempfile::tempdir().unwrap();
+        let pool = Pool::new(spec(dir.path(), &[]), 1);
+        let done = pool.invoke(event(r#""stream""#), 0).await.unwrap();
+        assert_eq!(response(&done.outcome), b"firstsecond");
+        let done = pool.invoke(event(r#""stream broken""#), 0).await.unwrap();
+        assert_eq!(error_doc(&done.outcome)["errorType"], "Bash.Broken");
+        assert_eq!(pool.idle_workers(), 1);
     }
 
     #[tokio::test]
@@ -664,10 +944,7 @@ done
         let pool = Pool::new(spec(dir.path(), &[]), 2);
 
         let done = pool.invoke(event(r#"{"a":1}"#), 4096).await.unwrap();
-        assert_eq!(
-            done.outcome,
-            Outcome::Response(Bytes::from_static(br#"{"a":1}"#))
-        );
+        assert_eq!(response(&done.outcome), br#"{"a":1}"#);
         let logs = String::from_utf8(done.logs).unwrap();
         assert!(logs.contains("got {\"a\":1}"), "{logs}");
         assert!(logs.contains("REPORT RequestId: req-"), "{logs}");
@@ -683,7 +960,7 @@ done
         assert_eq!(pool.idle_workers(), 1, "a function error keeps the worker");
 
         let done = pool.invoke(event(r#""sleep""#), 0).await.unwrap();
-        assert_eq!(done.outcome, Outcome::TimedOut);
+        assert!(done.outcome.is_timeout(), "{:?}", done.outcome);
         assert_eq!(pool.idle_workers(), 0, "a timed-out worker is not reused");
 
         let done = pool.invoke(event(r#""exit""#), 0).await.unwrap();
@@ -697,7 +974,7 @@ done
         );
 
         let done = pool.invoke(event("{}"), 0).await.unwrap();
-        assert_eq!(done.outcome, Outcome::Response(Bytes::from_static(b"{}")));
+        assert_eq!(response(&done.outcome), b"{}");
         assert_eq!(pool.idle_workers(), 1);
         pool.reap(Duration::from_secs(60));
         assert_eq!(pool.idle_workers(), 1, "recently used workers stay warm");

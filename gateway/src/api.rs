@@ -17,8 +17,9 @@ use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use trellis_core::api::{JsonService, QueryService, RestService};
+use trellis_core::api::{JsonService, QueryService, RestService, StreamingOutput};
 use trellis_core::model::HttpRequest;
+use trellis_core::target::StreamingBody;
 use trellis_core::ApiError;
 
 use crate::controller::Controller;
@@ -39,6 +40,27 @@ pub struct Api {
 
 type Resp = Response<Full<Bytes>>;
 
+/// What [`Api::handle`] answers: a whole document, or a streaming operation's answer.
+enum Answer {
+    Whole(Resp),
+    Stream(Response<StreamingBody>),
+}
+
+/// A streaming operation's answer as an HTTP response.
+fn streaming_response(out: StreamingOutput) -> Response<StreamingBody> {
+    let mut r = Response::new(out.body);
+    *r.status_mut() = StatusCode::from_u16(out.status).unwrap_or(StatusCode::OK);
+    for (k, v) in out.headers {
+        if let (Ok(k), Ok(v)) = (
+            http::HeaderName::from_bytes(k.as_bytes()),
+            HeaderValue::from_str(&v),
+        ) {
+            r.headers_mut().insert(k, v);
+        }
+    }
+    r
+}
+
 // === impl Api ===
 
 impl Api {
@@ -57,7 +79,7 @@ impl Api {
                     let api = self.clone();
                     let svc = service_fn(move |req| {
                         let api = api.clone();
-                        async move { Ok::<_, Infallible>(api.handle(req).await) }
+                        async move { Ok::<_, Infallible>(api.answer(req).await) }
                     });
                     let conn = builder.serve_connection(TokioIo::new(stream), svc).into_owned();
                     tokio::spawn(graceful.watch(conn));
@@ -69,21 +91,32 @@ impl Api {
         let _ = tokio::time::timeout(crate::dataplane::server::DRAIN, graceful.shutdown()).await;
     }
 
-    pub async fn handle(&self, req: Request<Incoming>) -> Resp {
+    /// Answers one request: most answers are whole documents; a streaming operation's body is
+    /// written as it is produced.
+    pub async fn answer(&self, req: Request<Incoming>) -> Response<StreamingBody> {
+        match self.handle(req).await {
+            Answer::Whole(r) => r.map(|full| full.map_err(|never| match never {}).boxed()),
+            Answer::Stream(r) => r,
+        }
+    }
+
+    async fn handle(&self, req: Request<Incoming>) -> Answer {
         let (parts, body) = req.into_parts();
         let body = match Limited::new(body, MAX_BODY).collect().await {
             Ok(b) => b.to_bytes(),
             Err(_) => {
-                return rest_error(&ApiError::new(
+                return Answer::Whole(rest_error(&ApiError::new(
                     "RequestEntityTooLargeException",
                     413,
                     "request body too large",
-                ))
+                )))
             }
         };
         let path = parts.uri.path();
         match (parts.method.as_str(), path) {
-            ("GET", "/health") => return json(StatusCode::OK, br#"{"status":"ok"}"#.to_vec()),
+            ("GET", "/health") => {
+                return Answer::Whole(json(StatusCode::OK, br#"{"status":"ok"}"#.to_vec()))
+            }
             ("GET", "/metrics") => {
                 let mut text = self.lattice.dataplane.metrics.render();
                 text.push_str(&crate::lattice::resource_association::render_metrics());
@@ -98,16 +131,16 @@ impl Api {
                     header::CONTENT_TYPE,
                     HeaderValue::from_static("text/plain; version=0.0.4"),
                 );
-                return r;
+                return Answer::Whole(r);
             }
             ("POST", "/trellis/config") => {
-                return self.apply_config(&body, parts.uri.query()).await;
+                return Answer::Whole(self.apply_config(&body, parts.uri.query()).await);
             }
             _ => {}
         }
         if let Some(target) = parts.headers.get("x-amz-target") {
             let target = target.to_str().unwrap_or_default().to_string();
-            return self.json_call(&target, &body).await;
+            return Answer::Whole(self.json_call(&target, &body).await);
         }
         let is_form = parts
             .headers
@@ -115,7 +148,7 @@ impl Api {
             .and_then(|v| v.to_str().ok())
             .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
         if parts.method == http::Method::POST && path == "/" && is_form {
-            return self.query_call(&body).await;
+            return Answer::Whole(self.query_call(&body).await);
         }
         let query = parts.uri.query();
         for service in &self.rest {
@@ -132,9 +165,15 @@ impl Api {
             };
             let input = match model.rest_input(op, &labels, &http_req) {
                 Ok(i) => i,
-                Err(e) => return rest_error(&e),
+                Err(e) => return Answer::Whole(rest_error(&e)),
             };
-            return match service.call(&op.name, input).await {
+            if service.streams(&op.name) {
+                return match service.call_streaming(&op.name, input).await {
+                    Ok(out) => Answer::Stream(streaming_response(out)),
+                    Err(e) => Answer::Whole(rest_error(&e)),
+                };
+            }
+            let answer = match service.call(&op.name, input).await {
                 Ok(output) => {
                     let out = model.rest_output(op, output);
                     let mut r = Response::new(Full::new(Bytes::from(out.body)));
@@ -155,11 +194,12 @@ impl Api {
                 }
                 Err(e) => rest_error(&e),
             };
+            return Answer::Whole(answer);
         }
-        rest_error(&ApiError::unknown_operation(&format!(
+        Answer::Whole(rest_error(&ApiError::unknown_operation(&format!(
             "{} {}",
             parts.method, path
-        )))
+        ))))
     }
 
     /// A query-protocol call: `Action=…&…` in a form body, answered in XML.
