@@ -2,7 +2,8 @@
 # Warm synchronous invokes of the same `lambda_runtime` echo function
 # (functions/tests/fixtures/echo-fn, release build) through Trellis's Lambda API and through
 # `cargo lambda watch`, interleaved: p50/p99 latency with one client, then throughput and CPU
-# per invoke with several. Loopback only, every run bounded in time.
+# per invoke with several (the whole process tree, and the server process alone: the rest is
+# the function's own work). Loopback only, every run bounded in time.
 #   bench/invoke-bench.sh [-d seconds] [-c clients] [-r rounds]
 # Needs: a release build (TRELLIS_BIN, default $CARGO_TARGET_DIR or target/, then
 # release/trellis), cargo-lambda (pip install cargo-lambda), wrk, curl, zip.
@@ -64,23 +65,26 @@ tree_ticks() {
     done
     echo $total
 }
+# CPU ticks of the process alone.
+own_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 hz=$(getconf CLK_TCK)
 
-printf '| target | clients | invokes/s | p50 | p99 | CPU µs/invoke |\n|---|---|---|---|---|---|\n'
+printf '| target | clients | invokes/s | p50 | p99 | CPU µs/invoke | of which the server |\n|---|---|---|---|---|---|---|\n'
 for round in $(seq "$rounds"); do
     for name in trellis watch; do
         for c in 1 "$clients"; do
             wrk -t1 -c"$c" -d2s -s "$here/invoke.lua" "${url[$name]}" > /dev/null  # warm-up
-            before=$(tree_ticks "${pid[$name]}")
+            before=$(tree_ticks "${pid[$name]}") own_before=$(own_ticks "${pid[$name]}")
             out=$(timeout $(( secs + 30 )) wrk -t1 -c"$c" -d"${secs}s" --latency -s "$here/invoke.lua" "${url[$name]}")
-            after=$(tree_ticks "${pid[$name]}")
+            after=$(tree_ticks "${pid[$name]}") own_after=$(own_ticks "${pid[$name]}")
             rps=$(awk '/Requests\/sec/ {print $2}' <<< "$out")
             total=$(awk '/requests in/ {print $1}' <<< "$out")
             p50=$(awk '$1=="50%" {print $2}' <<< "$out")
             p99=$(awk '$1=="99%" {print $2}' <<< "$out")
             errors=$(awk '/Non-2xx|Socket errors/ {print}' <<< "$out")
-            cpu=$(awk -v t=$(( after - before )) -v hz="$hz" -v n="$total" 'BEGIN { printf "%.1f", t / hz * 1e6 / n }')
-            printf '| %s | %s | %s | %s | %s | %s |%s\n' "$name" "$c" "$rps" "$p50" "$p99" "$cpu" \
+            per() { awk -v t="$1" -v hz="$hz" -v n="$total" 'BEGIN { printf "%.1f", t / hz * 1e6 / n }'; }
+            cpu=$(per $(( after - before ))) own=$(per $(( own_after - own_before )))
+            printf '| %s | %s | %s | %s | %s | %s | %s |%s\n' "$name" "$c" "$rps" "$p50" "$p99" "$cpu" "$own" \
                 "${errors:+ $errors}"
         done
     done

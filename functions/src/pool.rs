@@ -140,7 +140,7 @@ impl Pool {
         if let Some(program) = &self.wasm {
             return Ok(self.invoke_wasm(program.clone(), inv, tail).await);
         }
-        let run = match self.begin(&inv).await {
+        let run = match self.begin(&inv, tail).await {
             Ok(run) => run,
             Err(finished) => return Ok(finished),
         };
@@ -165,7 +165,7 @@ impl Pool {
             ));
         }
         inv.stream = true;
-        let run = match self.begin(&inv).await {
+        let run = match self.begin(&inv, tail).await {
             Ok(run) => run,
             Err(finished) => return Ok(InvokeStream::Done(finished)),
         };
@@ -220,9 +220,13 @@ impl Pool {
         outcome
     }
 
-    /// Takes an idle worker or starts one, and logs the invocation's START line. `Err` when
-    /// no process could be started.
-    async fn begin(&self, inv: &Invocation) -> Result<Run, Finished> {
+    /// Takes an idle worker or starts one, and logs the invocation's START line when its log
+    /// tail is asked for (`tail` > 0). `Err` when no process could be started.
+    ///
+    /// The platform's lines (START, END, REPORT) are read only through the tail, so they are
+    /// written only then: REPORT's `Max Memory Used` reads `/proc/PID/status`, which cost about
+    /// a sixth of the server's CPU per warm invoke.
+    async fn begin(&self, inv: &Invocation, tail: usize) -> Result<Run, Finished> {
         let started = Instant::now();
         // A fresh worker's invocation owns everything the process printed from its start.
         let (worker, fresh) = match self.take_idle() {
@@ -240,10 +244,12 @@ impl Pool {
             },
         };
         let mark = if fresh { 0 } else { worker.log_mark() };
-        worker.log_line(&format!(
-            "START RequestId: {} Version: {}\n",
-            inv.request_id, self.spec.version
-        ));
+        if tail > 0 {
+            worker.log_line(&format!(
+                "START RequestId: {} Version: {}\n",
+                inv.request_id, self.spec.version
+            ));
+        }
         Ok(Run {
             worker,
             fresh,
@@ -253,7 +259,40 @@ impl Pool {
         })
     }
 
-    /// Ends an invocation begun by [`Pool::begin`]: its END and REPORT lines, the log tail,
+    /// The END and REPORT lines of an invocation (and the timeout line when it timed out).
+    fn log_end(
+        &self,
+        worker: &Worker,
+        fresh: bool,
+        duration: Duration,
+        request_id: &str,
+        outcome: &Outcome,
+    ) {
+        if outcome.is_timeout() {
+            worker.log_line(&format!(
+                "{} {request_id} Task timed out after {:.2} seconds\n",
+                trellis_core::clock::now_iso8601(),
+                self.spec.timeout.as_secs_f64()
+            ));
+        }
+        // As on Lambda, a cold start's REPORT gives the init apart from the invocation.
+        let init = worker.init_duration().filter(|_| fresh);
+        let ms = duration
+            .saturating_sub(init.unwrap_or_default())
+            .as_secs_f64()
+            * 1000.0;
+        let init = init
+            .map(|d| format!("Init Duration: {:.2} ms\t", d.as_secs_f64() * 1000.0))
+            .unwrap_or_default();
+        worker.log_line(&format!(
+        "END RequestId: {request_id}\nREPORT RequestId: {request_id}\tDuration: {ms:.2} ms\tBilled Duration: {} ms\tMemory Size: {} MB\tMax Memory Used: {} MB\t{init}\n",
+        ms.ceil() as u64,
+        self.spec.memory_mb,
+        worker.max_memory_mb().unwrap_or(0),
+    ));
+    }
+
+    /// Ends an invocation begun by [`Pool::begin`]: its END and REPORT lines (with a tail), the log tail,
     /// and the worker back among the idle ones if it is still alive.
     async fn end(&self, run: Run, outcome: Outcome, tail: usize) -> Finished {
         let Run {
@@ -280,28 +319,9 @@ impl Pool {
             last_lines.drain(..last_lines.len().saturating_sub(10));
             tracing::warn!(function = %self.spec.function_name, version = %self.spec.version, "worker exited: {why}");
         }
-        if outcome.is_timeout() {
-            worker.log_line(&format!(
-                "{} {request_id} Task timed out after {:.2} seconds\n",
-                trellis_core::clock::now_iso8601(),
-                self.spec.timeout.as_secs_f64()
-            ));
+        if tail > 0 {
+            self.log_end(&worker, fresh, duration, &request_id, &outcome);
         }
-        // As on Lambda, a cold start's REPORT gives the init apart from the invocation.
-        let init = worker.init_duration().filter(|_| fresh);
-        let ms = duration
-            .saturating_sub(init.unwrap_or_default())
-            .as_secs_f64()
-            * 1000.0;
-        let init = init
-            .map(|d| format!("Init Duration: {:.2} ms\t", d.as_secs_f64() * 1000.0))
-            .unwrap_or_default();
-        worker.log_line(&format!(
-            "END RequestId: {request_id}\nREPORT RequestId: {request_id}\tDuration: {ms:.2} ms\tBilled Duration: {} ms\tMemory Size: {} MB\tMax Memory Used: {} MB\t{init}\n",
-            ms.ceil() as u64,
-            self.spec.memory_mb,
-            worker.max_memory_mb().unwrap_or(0),
-        ));
         let logs = worker.logs_since(mark, tail);
         if worker.is_alive() {
             crate::lock(&self.idle).push((worker, Instant::now()));
