@@ -41,6 +41,8 @@ pub type StreamingBody =
     http_body_util::combinators::BoxBody<Bytes, Box<dyn std::error::Error + Send + Sync>>;
 /// The answer to an [`HttpRequest`] with its body streamed ([`Target::invoke_http_streaming`]).
 pub type StreamingResponse = http::Response<StreamingBody>;
+/// An HTTP request whose body is read as the target consumes it.
+pub type StreamingRequest = http::Request<StreamingBody>;
 
 /// Something that can be invoked by ARN.
 pub trait Target: Send + Sync {
@@ -65,15 +67,24 @@ pub trait Target: Send + Sync {
         })
     }
 
-    /// As [`invoke_http`](Self::invoke_http), but the response comes as soon as its head is
-    /// known and its body as it is produced (a `wasi:http` component's answer, for the data
-    /// plane). By default, the whole answer of `invoke_http`.
+    /// As [`invoke_http`](Self::invoke_http), but both bodies stream: the request's is read as
+    /// the target consumes it, and the response comes as soon as its head is known, its body
+    /// as it is produced (a `wasi:http` component, for the data plane). A target that takes
+    /// whole requests only gives the request back (the default), and
+    /// [`TargetRegistry::invoke_http_streaming`] gathers its body and calls `invoke_http`.
+    #[allow(clippy::type_complexity)]
     fn invoke_http_streaming(
         &self,
-        req: HttpRequest,
-    ) -> BoxFuture<'static, Result<StreamingResponse, TargetError>> {
-        let answer = self.invoke_http(req);
-        Box::pin(async move { Ok(answer.await?.map(whole)) })
+        req: StreamingRequest,
+    ) -> Result<BoxFuture<'static, Result<StreamingResponse, TargetError>>, StreamingRequest> {
+        Err(req)
+    }
+
+    /// Whether HTTP requests reach something that answers them itself: false for a function
+    /// that takes events rather than requests (a data-plane `WASM` group then sends it the
+    /// Lattice event instead). True by default.
+    fn takes_http(&self) -> bool {
+        true
     }
 }
 
@@ -138,10 +149,26 @@ impl TargetRegistry {
     pub async fn invoke_http_streaming(
         &self,
         arn: &str,
-        req: HttpRequest,
+        req: StreamingRequest,
     ) -> Result<StreamingResponse, TargetError> {
+        use http_body_util::BodyExt;
         let target = self.found(arn)?;
-        target.invoke_http_streaming(req).await
+        let req = match target.invoke_http_streaming(req) {
+            Ok(answer) => return answer.await,
+            Err(req) => req,
+        };
+        let (parts, body) = req.into_parts();
+        let body = body.collect().await.map_err(|e| {
+            TargetError::Unavailable(format!("{arn}: the request body broke off: {e}"))
+        })?;
+        let answer = target.invoke_http(http::Request::from_parts(parts, body.to_bytes()));
+        Ok(answer.await?.map(whole))
+    }
+
+    /// Whether the target under `arn` answers HTTP requests itself ([`Target::takes_http`]);
+    /// false when there is none.
+    pub fn takes_http(&self, arn: &str) -> bool {
+        self.get(arn).is_some_and(|t| t.takes_http())
     }
 
     /// The target registered under `arn`, or `NotFound`.

@@ -66,7 +66,7 @@ fn components(c: &mut Criterion) {
             let request = http::Request::builder()
                 .uri("/")
                 .header("host", "localhost")
-                .body(Bytes::new())
+                .body(trellis_core::target::whole(Bytes::new()))
                 .unwrap();
             let run = rt.block_on(component.handle(HttpCall {
                 request,

@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body::Frame;
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Limited};
 use wasmtime::component::{Component, Linker, ResourceTable};
 use wasmtime::{Store, Trap, UpdateDeadline};
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
@@ -188,7 +188,8 @@ pub fn compile(bytes: &[u8], name: &str) -> Result<HttpComponent, String> {
 
 /// What one request needs beyond the component.
 pub struct HttpCall<'a> {
-    pub request: http::Request<Bytes>,
+    /// The request; its body is read as the guest reads it.
+    pub request: trellis_core::target::StreamingRequest,
     pub memory_mb: u64,
     pub timeout: Duration,
     pub variables: &'a [(String, String)],
@@ -346,8 +347,10 @@ impl HttpComponent {
                 http::HeaderValue::from_static("localhost"),
             );
         }
-        let request = request
-            .map(|b| Full::new(b).map_err(|never| -> wasmtime_wasi_http::Error { match never {} }));
+        // A request body that breaks off (the client went away) is, to the guest reading it,
+        // a terminated connection.
+        let request =
+            request.map(|b| b.map_err(|_| wasmtime_wasi_http::Error::ConnectionTerminated));
         let (tx, rx) = tokio::sync::oneshot::channel::<Outparam>();
         let setup = || -> wasmtime::Result<_> {
             let req = store
@@ -650,7 +653,7 @@ mod tests {
             .method("POST")
             .uri("/x?y=1")
             .header("x-a", "1")
-            .body(Bytes::from_static(b"hello"))
+            .body(trellis_core::target::whole(Bytes::from_static(b"hello")))
             .unwrap();
         c.handle(HttpCall {
             request,
@@ -716,7 +719,7 @@ mod tests {
     #[tokio::test]
     async fn a_streamed_response_reports_its_end_once_its_body_is_done() {
         let call = || HttpCall {
-            request: http::Request::new(Bytes::new()),
+            request: http::Request::new(trellis_core::target::whole(Bytes::new())),
             memory_mb: 128,
             timeout: Duration::from_secs(1),
             variables: &[],
@@ -778,7 +781,7 @@ mod tests {
         let c = Arc::new(compile(&wat::parse_str(text).unwrap(), "http.wasm").unwrap());
         let run = c
             .handle(HttpCall {
-                request: http::Request::new(Bytes::new()),
+                request: http::Request::new(trellis_core::target::whole(Bytes::new())),
                 memory_mb: 16,
                 timeout: Duration::from_secs(1),
                 variables: &[],
@@ -797,7 +800,7 @@ mod tests {
         fn send<T: Send>(_: T) {}
         let c = Arc::new(compile(&component(""), "http.wasm").unwrap());
         send(c.handle(HttpCall {
-            request: http::Request::new(Bytes::new()),
+            request: http::Request::new(trellis_core::target::whole(Bytes::new())),
             memory_mb: 128,
             timeout: Duration::from_secs(1),
             variables: &[],

@@ -15,7 +15,9 @@ use http_body_util::BodyExt;
 use serde_json::{json, Map, Value};
 use trellis_core::api::{RestService, StreamingOutput};
 use trellis_core::model::{base64_decode, base64_encode, ServiceModel};
-use trellis_core::target::{BoxFuture, Target, TargetError, TargetRegistry};
+use trellis_core::target::{
+    BoxFuture, StreamingRequest, StreamingResponse, Target, TargetError, TargetRegistry,
+};
 use trellis_core::{ApiError, ArnContext};
 use trellis_store::{Store, Write};
 
@@ -1374,7 +1376,15 @@ impl Inner {
         qualifier: Option<&str>,
         request: http::Request<Bytes>,
     ) -> Result<http::Response<Bytes>, TargetError> {
-        let (pool, arn) = self.http_pool(function, qualifier, &request)?;
+        let (pool, arn) = self.http_pool(function, qualifier)?;
+        if request.body().len() > MAX_SYNC_PAYLOAD {
+            return Err(TargetError::Failed {
+                error: "RequestTooLargeException".into(),
+                cause: format!(
+                    "Request must be smaller than {MAX_SYNC_PAYLOAD} bytes for the InvokeFunction operation"
+                ),
+            });
+        }
         let Some(done) = pool.invoke_http(request, &new_uuid()).await else {
             return Err(not_an_http_function(&arn));
         };
@@ -1385,15 +1395,16 @@ impl Inner {
         }
     }
 
-    /// As [`invoke_http`](Self::invoke_http), the response body streamed as the component
-    /// writes it ([`Target::invoke_http_streaming`], for `WASM` target groups).
+    /// As [`invoke_http`](Self::invoke_http), both bodies streamed: the request's read as the
+    /// component reads it (no 6 MB cap), the response's as the component writes it
+    /// ([`Target::invoke_http_streaming`], for `WASM` target groups).
     async fn invoke_http_streaming(
         self: Arc<Self>,
         function: &str,
         qualifier: Option<&str>,
-        request: http::Request<Bytes>,
-    ) -> Result<trellis_core::target::StreamingResponse, TargetError> {
-        let (pool, arn) = self.http_pool(function, qualifier, &request)?;
+        request: StreamingRequest,
+    ) -> Result<StreamingResponse, TargetError> {
+        let (pool, arn) = self.http_pool(function, qualifier)?;
         let Some(done) = pool.stream_http(request, &new_uuid()).await else {
             return Err(not_an_http_function(&arn));
         };
@@ -1409,7 +1420,6 @@ impl Inner {
         &self,
         function: &str,
         qualifier: Option<&str>,
-        request: &http::Request<Bytes>,
     ) -> Result<(Arc<Pool>, String), TargetError> {
         let arn = match qualifier {
             Some(q) => format!("{}:{q}", self.function_arn(function)),
@@ -1432,14 +1442,6 @@ impl Inner {
             .map_err(api)?
             .map_err(api)?;
         let pool = self.pool(function, &version).map_err(api)?;
-        if request.body().len() > MAX_SYNC_PAYLOAD {
-            return Err(TargetError::Failed {
-                error: "RequestTooLargeException".into(),
-                cause: format!(
-                    "Request must be smaller than {MAX_SYNC_PAYLOAD} bytes for the InvokeFunction operation"
-                ),
-            });
-        }
         Ok((pool, arn))
     }
 
@@ -1762,21 +1764,28 @@ impl Target for FunctionTarget {
 
     fn invoke_http_streaming(
         &self,
-        req: trellis_core::target::HttpRequest,
-    ) -> BoxFuture<'static, Result<trellis_core::target::StreamingResponse, TargetError>> {
+        req: StreamingRequest,
+    ) -> Result<BoxFuture<'static, Result<StreamingResponse, TargetError>>, StreamingRequest> {
         let this = self.clone();
-        Box::pin(async move {
+        Ok(Box::pin(async move {
             this.service()?
                 .invoke_http_streaming(&this.name, this.qualifier.as_deref(), req)
                 .await
-        })
+        }))
+    }
+
+    /// Whether the version this target invokes now is a `wasi:http` component.
+    fn takes_http(&self) -> bool {
+        self.service()
+            .and_then(|inner| inner.http_pool(&self.name, self.qualifier.as_deref()))
+            .is_ok_and(|(pool, _)| pool.component().is_some())
     }
 }
 
-/// What a function that is not a `wasi:http` component answers to `invoke_http`: callers that
-/// can also send an event (a `WASM` target group) check it with [`is_not_an_http_function`].
+/// What a function that is not a `wasi:http` component answers to `invoke_http` (callers that
+/// can also send an event ask [`Target::takes_http`] first).
 pub fn not_an_http_function(arn: &str) -> TargetError {
-    TargetError::Unavailable(format!("{arn} {NOT_HTTP}"))
+    TargetError::Unavailable(format!("{arn} is not a wasi:http component function"))
 }
 
 /// A component that gave no HTTP answer, as the caller's error.
@@ -1805,13 +1814,6 @@ fn http_failure(outcome: Outcome, arn: String) -> TargetError {
 fn throttled_target() -> TargetError {
     TargetError::Unavailable(throttled().message)
 }
-
-/// Whether `e` says the function takes events, not HTTP requests.
-pub fn is_not_an_http_function(e: &TargetError) -> bool {
-    matches!(e, TargetError::Unavailable(m) if m.ends_with(NOT_HTTP))
-}
-
-const NOT_HTTP: &str = "is not a wasi:http component function";
 
 #[cfg(test)]
 mod tests {

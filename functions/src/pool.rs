@@ -371,7 +371,7 @@ impl Pool {
     /// the run logged (REPORT), until the body is done.
     pub async fn stream_http(
         self: &Arc<Self>,
-        request: http::Request<Bytes>,
+        request: trellis_core::target::StreamingRequest,
         request_id: &str,
     ) -> Option<Result<HttpStreamed, Throttled>> {
         let component = self.component()?;
@@ -427,7 +427,7 @@ impl Pool {
     ) -> crate::component::HttpRun {
         component
             .handle(HttpCall {
-                request,
+                request: request.map(trellis_core::target::whole),
                 memory_mb: self.spec.memory_mb,
                 timeout: self.spec.timeout,
                 variables: &self.spec.variables,

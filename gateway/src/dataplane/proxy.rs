@@ -446,31 +446,35 @@ impl DataPlane {
                 "Service Unavailable: no function registered\n",
             );
         };
-        let (parts, body) = match super::lambda::read_body(req).await {
-            Ok(x) => x,
-            Err(resp) => return resp,
+        // A `wasi:http` component in a WASM group takes the request as it comes, its body read
+        // as the guest reads it; every other function gets the Lattice event, for which the
+        // body is read first (at most 6 MB).
+        let input = if tg.kind == "WASM" && self.targets.takes_http(function) {
+            Input::Streamed(req)
+        } else {
+            match super::lambda::read_body(req).await {
+                Ok((parts, body)) => Input::Read(parts, body),
+                Err(resp) => return resp,
+            }
         };
         tg.metrics.requests.fetch_add(1, Ordering::Relaxed);
         let call = async {
-            if tg.kind == "WASM" {
-                let mut http_req = Request::new(body.clone());
-                *http_req.method_mut() = parts.method.clone();
-                *http_req.uri_mut() = parts.uri.clone();
-                *http_req.headers_mut() = parts.headers.clone();
-                match self.targets.invoke_http_streaming(function, http_req).await {
-                    Ok(answer) => return Ok(super::lambda::http_response(answer)),
-                    Err(e) if !trellis_functions::lambda::is_not_an_http_function(&e) => {
-                        return Err(e)
-                    }
-                    // A preview-1 module: the Lattice event, as LAMBDA groups send it.
-                    Err(_) => {}
+            match input {
+                Input::Streamed(req) => {
+                    let req = req.map(|b| b.map_err(Into::into).boxed());
+                    self.targets
+                        .invoke_http_streaming(function, req)
+                        .await
+                        .map(super::lambda::http_response)
+                }
+                Input::Read(parts, body) => {
+                    let event = super::lambda::event(&parts, &body, resolved, tg, &self.region);
+                    self.targets
+                        .invoke(function, Bytes::from(event.to_string()))
+                        .await
+                        .map(|answer| super::lambda::response(&answer))
                 }
             }
-            let event = super::lambda::event(&parts, &body, resolved, tg, &self.region);
-            self.targets
-                .invoke(function, Bytes::from(event.to_string()))
-                .await
-                .map(|answer| super::lambda::response(&answer))
         };
         let result = match resolved.policy.timeout_ms {
             Some(ms) => match tokio::time::timeout(Duration::from_millis(ms), call).await {
@@ -504,6 +508,13 @@ impl DataPlane {
             }
         }
     }
+}
+
+/// What a function target is given: the request itself, or its head and body read for the
+/// Lattice event.
+enum Input {
+    Streamed(Request<Incoming>),
+    Read(http::request::Parts, Bytes),
 }
 
 /// One attempt to `ep`: plain HTTP/1.1 over this thread's connection pool
