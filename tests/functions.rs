@@ -1943,4 +1943,16 @@ async fn invoke_with_response_stream() {
         .await
         .expect("dry run");
     assert_eq!(dry.status_code(), 204);
+    // Only RequestResponse and DryRun stream; the model's other values are refused.
+    let e = c
+        .invoke_with_response_stream()
+        .function_name("streamer")
+        .invocation_type(aws_sdk_lambda::types::ResponseStreamingInvocationType::from("Event"))
+        .send()
+        .await
+        .expect_err("Event is not a streaming invocation type");
+    assert_eq!(
+        e.as_service_error().and_then(|e| e.code()),
+        Some("ValidationException")
+    );
 }

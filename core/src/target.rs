@@ -70,21 +70,14 @@ pub trait Target: Send + Sync {
     /// As [`invoke_http`](Self::invoke_http), but both bodies stream: the request's is read as
     /// the target consumes it, and the response comes as soon as its head is known, its body
     /// as it is produced (a `wasi:http` component, for the data plane). A target that takes
-    /// whole requests only gives the request back (the default), and
-    /// [`TargetRegistry::invoke_http_streaming`] gathers its body and calls `invoke_http`.
+    /// whole requests only gives the request back, untouched (the default): the caller then
+    /// decides what to send it (a data-plane `WASM` group sends the Lattice event).
     #[allow(clippy::type_complexity)]
     fn invoke_http_streaming(
         &self,
         req: StreamingRequest,
     ) -> Result<BoxFuture<'static, Result<StreamingResponse, TargetError>>, StreamingRequest> {
         Err(req)
-    }
-
-    /// Whether HTTP requests reach something that answers them itself: false for a function
-    /// that takes events rather than requests (a data-plane `WASM` group then sends it the
-    /// Lattice event instead). True by default.
-    fn takes_http(&self) -> bool {
-        true
     }
 }
 
@@ -143,32 +136,6 @@ impl TargetRegistry {
     ) -> Result<HttpResponse, TargetError> {
         let target = self.found(arn)?;
         target.invoke_http(req).await
-    }
-
-    /// Sends an HTTP request to the target registered under `arn`, its answer streamed.
-    pub async fn invoke_http_streaming(
-        &self,
-        arn: &str,
-        req: StreamingRequest,
-    ) -> Result<StreamingResponse, TargetError> {
-        use http_body_util::BodyExt;
-        let target = self.found(arn)?;
-        let req = match target.invoke_http_streaming(req) {
-            Ok(answer) => return answer.await,
-            Err(req) => req,
-        };
-        let (parts, body) = req.into_parts();
-        let body = body.collect().await.map_err(|e| {
-            TargetError::Unavailable(format!("{arn}: the request body broke off: {e}"))
-        })?;
-        let answer = target.invoke_http(http::Request::from_parts(parts, body.to_bytes()));
-        Ok(answer.await?.map(whole))
-    }
-
-    /// Whether the target under `arn` answers HTTP requests itself ([`Target::takes_http`]);
-    /// false when there is none.
-    pub fn takes_http(&self, arn: &str) -> bool {
-        self.get(arn).is_some_and(|t| t.takes_http())
     }
 
     /// The target registered under `arn`, or `NotFound`.

@@ -176,6 +176,14 @@ impl Settle {
                 unhandled,
                 false,
             ),
+            Outcome::StreamTooLarge(n) => (
+                error_payload(
+                    "Function.ResponseSizeTooLarge",
+                    &format!("Response payload size ({n} bytes) exceeded maximum allowed payload size ({} bytes).", crate::worker::MAX_STREAMED_RESPONSE),
+                ),
+                unhandled,
+                false,
+            ),
             // Only a caller that asked for a stream is handed one (`Pool::invoke_streaming`).
             Outcome::Streaming(_) => (
                 error_payload(
@@ -463,10 +471,15 @@ impl RestService for Lambda {
 
     fn call_streaming(
         &self,
-        _op: &str,
+        op: &str,
         input: Value,
     ) -> BoxFuture<'_, Result<StreamingOutput, ApiError>> {
+        let valid = match self.inner.model.operation(op) {
+            Some(operation) => self.inner.model.validate_input(operation, &input),
+            None => Ok(()),
+        };
         Box::pin(async move {
+            valid?;
             let (function, payload, opts) = invoke_input(&input, MAX_SYNC_PAYLOAD)?;
             let inner = self.inner.clone();
             if str_of(&input, "InvocationType") == Some("DryRun") {
@@ -1396,26 +1409,34 @@ impl Inner {
     }
 
     /// As [`invoke_http`](Self::invoke_http), both bodies streamed: the request's read as the
-    /// component reads it (no 6 MB cap), the response's as the component writes it
-    /// ([`Target::invoke_http_streaming`], for `WASM` target groups).
-    async fn invoke_http_streaming(
-        self: Arc<Self>,
+    /// component reads it, the response's as the component writes it
+    /// ([`Target::invoke_http_streaming`], for `WASM` target groups). The version is chosen
+    /// here, once: when it is not a component, the request is given back untouched.
+    #[allow(clippy::type_complexity)]
+    fn invoke_http_streaming(
+        &self,
         function: &str,
         qualifier: Option<&str>,
         request: StreamingRequest,
-    ) -> Result<StreamingResponse, TargetError> {
-        let (pool, arn) = self.http_pool(function, qualifier)?;
-        let Some(done) = pool.stream_http(request, &new_uuid()).await else {
-            return Err(not_an_http_function(&arn));
+    ) -> Result<BoxFuture<'static, Result<StreamingResponse, TargetError>>, StreamingRequest> {
+        let (pool, arn) = match self.http_pool(function, qualifier) {
+            Ok(found) => found,
+            Err(e) => return Ok(Box::pin(async move { Err(e) })),
         };
-        match done.map_err(|_| throttled_target())? {
-            HttpStreamed::Response(r) => Ok(r.map(BodyExt::boxed)),
-            HttpStreamed::Failed(finished) => Err(http_failure(finished.outcome, arn)),
+        if pool.component().is_none() {
+            return Err(request);
         }
+        Ok(Box::pin(async move {
+            let Some(done) = pool.stream_http(request, &new_uuid()).await else {
+                return Err(not_an_http_function(&arn));
+            };
+            match done.map_err(|_| throttled_target())? {
+                HttpStreamed::Response(r) => Ok(r.map(BodyExt::boxed)),
+                HttpStreamed::Failed(finished) => Err(http_failure(finished.outcome, arn)),
+            }
+        }))
     }
 
-    /// The pool an HTTP request to `function` goes to (version routing, a function throttled
-    /// to 0, Lambda's request size limit), and the ARN it was called by.
     fn http_pool(
         &self,
         function: &str,
@@ -1766,24 +1787,15 @@ impl Target for FunctionTarget {
         &self,
         req: StreamingRequest,
     ) -> Result<BoxFuture<'static, Result<StreamingResponse, TargetError>>, StreamingRequest> {
-        let this = self.clone();
-        Ok(Box::pin(async move {
-            this.service()?
-                .invoke_http_streaming(&this.name, this.qualifier.as_deref(), req)
-                .await
-        }))
-    }
-
-    /// Whether the version this target invokes now is a `wasi:http` component.
-    fn takes_http(&self) -> bool {
-        self.service()
-            .and_then(|inner| inner.http_pool(&self.name, self.qualifier.as_deref()))
-            .is_ok_and(|(pool, _)| pool.component().is_some())
+        match self.service() {
+            Ok(inner) => inner.invoke_http_streaming(&self.name, self.qualifier.as_deref(), req),
+            Err(e) => Ok(Box::pin(async move { Err(e) })),
+        }
     }
 }
 
-/// What a function that is not a `wasi:http` component answers to `invoke_http` (callers that
-/// can also send an event ask [`Target::takes_http`] first).
+/// What a function that is not a `wasi:http` component answers to `invoke_http` (one that
+/// streams, [`Target::invoke_http_streaming`], gives the request back instead).
 pub fn not_an_http_function(arn: &str) -> TargetError {
     TargetError::Unavailable(format!("{arn} is not a wasi:http component function"))
 }

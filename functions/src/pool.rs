@@ -165,24 +165,40 @@ impl Pool {
             ));
         }
         inv.stream = true;
-        let run = match self.begin(&inv, tail).await {
-            Ok(run) => run,
-            Err(finished) => return Ok(InvokeStream::Done(finished)),
-        };
-        let mut stream = match run.worker.invoke(inv).await {
-            Outcome::Streaming(stream) => stream,
-            outcome => return Ok(InvokeStream::Done(self.end(run, outcome, tail).await)),
-        };
-        let content_type = std::mem::take(&mut stream.content_type);
-        let (tx, rx) = tokio::sync::mpsc::channel(8);
+        // The invocation runs on its own task: a caller that goes away does not stop the
+        // function (nor does one on Lambda); what it would have read is dropped.
+        let (first_tx, first_rx) = tokio::sync::oneshot::channel();
         let pool = self.clone();
         tokio::spawn(async move {
-            let _permit = permit;
-            let outcome = pool.pump(&run.worker, stream, &tx).await;
+            let run = match pool.begin(&inv, tail).await {
+                Ok(run) => run,
+                Err(finished) => return drop(first_tx.send(InvokeStream::Done(finished))),
+            };
+            let mut stream = match run.worker.invoke(inv).await {
+                Outcome::Streaming(stream) => stream,
+                outcome => {
+                    let finished = pool.end(run, outcome, tail).await;
+                    drop(permit);
+                    return drop(first_tx.send(InvokeStream::Done(finished)));
+                }
+            };
+            let content_type = std::mem::take(&mut stream.content_type);
+            let (tx, rx) = tokio::sync::mpsc::channel(8);
+            let _ = first_tx.send(InvokeStream::Stream { content_type, rx });
+            let outcome = pool.pump(&run, stream, &tx).await;
             let finished = pool.end(run, outcome, tail).await;
+            // The slot is free once the function is done, whether or not the caller reads on.
+            drop(permit);
             let _ = tx.send(Piece::End(finished)).await;
         });
-        Ok(InvokeStream::Stream { content_type, rx })
+        Ok(first_rx.await.unwrap_or_else(|_| {
+            InvokeStream::Done(Finished {
+                outcome: Outcome::Exited("the invocation's task ended unexpectedly".into()),
+                logs: Vec::new(),
+                duration: Duration::ZERO,
+                last_lines: Vec::new(),
+            })
+        }))
     }
 
     /// Passes a streamed response's pieces on until it ends, the function's timeout passes
@@ -190,10 +206,11 @@ impl Pool {
     /// function: as on Lambda, it runs to its end and the rest is dropped.
     async fn pump(
         &self,
-        worker: &Worker,
+        run: &Run,
         mut stream: ResponseStream,
         tx: &tokio::sync::mpsc::Sender<Piece>,
     ) -> Outcome {
+        let (worker, request_id) = (&run.worker, &run.request_id);
         let deadline = stream.deadline;
         let mut total = 0usize;
         let read = async {
@@ -202,19 +219,26 @@ impl Pool {
                     StreamPart::Chunk(c) => {
                         total += c.len();
                         if total > MAX_STREAMED_RESPONSE {
-                            return Outcome::TooLarge(total);
+                            return Outcome::StreamTooLarge(total);
                         }
                         let _ = tx.send(Piece::Chunk(c)).await;
                     }
                     StreamPart::End(None) => return Outcome::Response(Bytes::new()),
                     StreamPart::End(Some(doc)) => return Outcome::Error(doc),
+                    StreamPart::Broken(why) => {
+                        return Outcome::Exited(format!("RequestId: {request_id} {why}"))
+                    }
                 }
             }
         };
         let outcome = tokio::time::timeout_at(deadline, read)
             .await
             .unwrap_or(Outcome::TimedOut);
-        if matches!(outcome, Outcome::TimedOut | Outcome::TooLarge(_)) {
+        // A process that is over its time or size, or whose stream broke off, is not reused.
+        if matches!(
+            outcome,
+            Outcome::TimedOut | Outcome::StreamTooLarge(_) | Outcome::Exited(_)
+        ) {
             worker.kill();
         }
         outcome

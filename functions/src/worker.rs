@@ -81,6 +81,8 @@ pub enum Outcome {
     TimedOut,
     /// The function posted more than Lambda allows.
     TooLarge(usize),
+    /// The function streamed more than Lambda allows ([`MAX_STREAMED_RESPONSE`]).
+    StreamTooLarge(usize),
     /// A streaming invocation's response has begun: its body follows in the stream, and the
     /// invocation ends with it.
     Streaming(ResponseStream),
@@ -116,8 +118,10 @@ impl std::fmt::Debug for ResponseStream {
 pub enum StreamPart {
     Chunk(Bytes),
     /// The end: `None` when the function finished, else the error document its runtime
-    /// reported in the error trailers (or one saying the stream broke off).
+    /// reported in the error trailers.
     End(Option<Bytes>),
+    /// The runtime's connection broke off before the end (the process died, most likely).
+    Broken(String),
 }
 
 impl ResponseStream {
@@ -134,10 +138,9 @@ impl ResponseStream {
                         Err(_) => continue,
                     },
                 },
-                Some(Err(e)) => StreamPart::End(Some(crate::lambda::error_payload(
-                    "Runtime.StreamError",
-                    &format!("the response stream broke off: {e}"),
-                ))),
+                Some(Err(e)) => StreamPart::Broken(format!(
+                    "Error: Runtime exited with error: the response stream broke off: {e}"
+                )),
             };
         }
     }
@@ -187,6 +190,8 @@ struct Inflight {
     request_id: String,
     /// The caller takes a streamed response as it comes ([`Invocation::stream`]).
     stream: bool,
+    /// When the function's timeout passes: set when the process takes the event.
+    deadline: Option<tokio::time::Instant>,
     result: oneshot::Sender<Outcome>,
     picked: Option<oneshot::Sender<()>>,
 }
@@ -297,6 +302,7 @@ impl Worker {
         *lock(&self.shared.inflight) = Some(Inflight {
             request_id: inv.request_id.clone(),
             stream: inv.stream,
+            deadline: None,
             result: result_tx,
             picked: Some(picked_tx),
         });
@@ -336,12 +342,7 @@ impl Worker {
                 }
             }
         }
-        let deadline = tokio::time::Instant::now() + timeout;
-        match tokio::time::timeout_at(deadline, result_rx).await {
-            Ok(Ok(Outcome::Streaming(mut stream))) => {
-                stream.deadline = deadline;
-                Outcome::Streaming(stream)
-            }
+        match tokio::time::timeout(timeout, result_rx).await {
             Ok(Ok(outcome)) => outcome,
             Ok(Err(_)) => Outcome::Exited("no answer".into()),
             Err(_) => {
@@ -653,9 +654,12 @@ async fn streamed_response(shared: &Shared, rest: &str, req: Request<Incoming>) 
         .unwrap_or("application/octet-stream")
         .to_string();
     let (posted, read) = oneshot::channel();
+    let deadline = inflight
+        .deadline
+        .unwrap_or_else(|| tokio::time::Instant::now() + shared.spec.timeout);
     let mut stream = ResponseStream {
         content_type,
-        deadline: tokio::time::Instant::now(),
+        deadline,
         body: req.into_body(),
         _posted: posted,
     };
@@ -674,6 +678,12 @@ async fn streamed_response(shared: &Shared, rest: &str, req: Request<Incoming>) 
             StreamPart::Chunk(c) => body.extend_from_slice(&c),
             StreamPart::End(None) => break Outcome::Response(Bytes::from(body)),
             StreamPart::End(Some(doc)) => break Outcome::Error(doc),
+            StreamPart::Broken(why) => {
+                // Not to be handed another invocation before its exit is seen.
+                shared.alive.store(false, Ordering::Release);
+                shared.kill.notify_one();
+                break Outcome::Exited(format!("RequestId: {id} {why}"));
+            }
         }
     };
     let too_large = matches!(outcome, Outcome::TooLarge(_));
@@ -724,6 +734,7 @@ async fn next(shared: &Shared) -> Resp {
     let deadline_ms = trellis_core::clock::now_millis() + shared.spec.timeout.as_millis() as u64;
     if let Some(inflight) = lock(&shared.inflight).as_mut() {
         if inflight.request_id == inv.request_id {
+            inflight.deadline = Some(tokio::time::Instant::now() + shared.spec.timeout);
             if let Some(p) = inflight.picked.take() {
                 let _ = p.send(());
             }
@@ -783,10 +794,10 @@ while true; do
   body=$(head -c "$len" <&3); exec 3>&-
   case "$body" in
     *stream*) # "first", then "second" 300 ms later, then the end: an error trailer when
-      # the event says "broken"; with "stall" it stops after "first"
+      # the event says "broken"; with "stall" it stops after "first", with "die" it exits there
       exec 3<>/dev/tcp/$host/$port
       printf 'POST /2018-06-01/runtime/invocation/%s/response HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nContent-Type: text/plain\r\nLambda-Runtime-Function-Response-Mode: streaming\r\nTrailer: Lambda-Runtime-Function-Error-Type\r\n\r\n5\r\nfirst\r\n' "$id" >&3
-      case "$body" in *stall*) sleep 5 ;; esac
+      case "$body" in *stall*) sleep 5 ;; *die*) exit 3 ;; esac
       sleep 0.3; printf '6\r\nsecond\r\n' >&3
       case "$body" in
         *broken*) printf '0\r\nLambda-Runtime-Function-Error-Type: Bash.Broken\r\nLambda-Runtime-Function-Error-Body: %s\r\n\r\n' "$(printf 'half way' | base64)" >&3 ;;
@@ -919,6 +930,19 @@ done
         };
         assert!(done.outcome.is_timeout(), "{:?}", done.outcome);
         assert_eq!(pool.idle_workers(), 0, "a timed-out worker is not reused");
+
+        // A process that dies mid-stream ends it as an exit, and is not reused.
+        let InvokeStream::Stream { mut rx, .. } =
+            pool.invoke_streaming(event(r#""stream die""#), 0).await.unwrap()
+        else {
+            panic!("a streaming function streams")
+        };
+        assert!(matches!(rx.recv().await, Some(Piece::Chunk(_))));
+        let Some(Piece::End(done)) = rx.recv().await else {
+            panic!("the end")
+        };
+        assert!(matches!(done.outcome, Outcome::Exited(_)), "{:?}", done.outcome);
+        assert_eq!(pool.idle_workers(), 0, "a worker whose stream broke is not reused");
 
         // A function that answers whole is whole to a streaming caller too.
         let InvokeStream::Done(done) = pool.invoke_streaming(event("{}"), 0).await.unwrap() else {

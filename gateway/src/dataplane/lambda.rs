@@ -7,8 +7,7 @@
 use bytes::Bytes;
 use http::header::{HeaderName, HeaderValue};
 use http::{Request, Response, StatusCode};
-use http_body_util::{BodyExt, Full, Limited};
-use hyper::body::Incoming;
+use http_body_util::{BodyExt, Full};
 use serde_json::{json, Map, Value};
 use trellis_core::model::{base64_decode, base64_encode, parse_query};
 
@@ -18,7 +17,7 @@ use super::target_group::TargetGroupRuntime;
 use super::Body;
 
 /// Lattice's limit on a request body sent to a function, and on the function's answer.
-const MAX_PAYLOAD: usize = 6 * 1024 * 1024;
+pub(crate) const MAX_PAYLOAD: usize = 6 * 1024 * 1024;
 
 /// The event a function receives for `req`.
 pub fn event(
@@ -169,16 +168,30 @@ pub fn http_response(answer: trellis_core::target::StreamingResponse) -> Respons
 
 /// Reads the request body within Lattice's limit.
 pub async fn read_body(
-    req: Request<Incoming>,
+    req: Request<Body>,
 ) -> Result<(http::request::Parts, Bytes), Response<Body>> {
-    let (parts, body) = req.into_parts();
-    match Limited::new(body, MAX_PAYLOAD).collect().await {
-        Ok(b) => Ok((parts, b.to_bytes())),
-        Err(_) => Err(text(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "Payload Too Large: a function target takes at most 6 MB\n",
-        )),
+    let (parts, mut body) = req.into_parts();
+    // Frame by frame rather than through `Limited`, whose boxed-error bound over this boxed
+    // body makes the connection's future fail the `Send` check.
+    let mut buf = bytes::BytesMut::new();
+    while let Some(frame) = body.frame().await {
+        let Ok(frame) = frame else {
+            return Err(text(
+                StatusCode::BAD_REQUEST,
+                "Bad Request: the body broke off\n",
+            ));
+        };
+        if let Ok(data) = frame.into_data() {
+            if buf.len() + data.len() > MAX_PAYLOAD {
+                return Err(text(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "Payload Too Large: a function target takes at most 6 MB\n",
+                ));
+            }
+            buf.extend_from_slice(&data);
+        }
     }
+    Ok((parts, buf.freeze()))
 }
 
 #[cfg(test)]

@@ -14,6 +14,7 @@ use hyper::body::Incoming;
 use super::route::{Action, Resolved, RulePolicy, WeightedGroup};
 use super::target_group::{Endpoint, Outcome, TargetGroupRuntime, Version as UpVersion};
 use super::{Body, BoxError, DataPlane};
+use trellis_core::target::{BoxFuture, StreamingResponse, TargetError};
 
 /// What forwarding produced: the answer, the target that gave it, and how long it took.
 type Forwarded = (Response<Body>, Option<Arc<Endpoint>>, Option<Duration>);
@@ -446,28 +447,43 @@ impl DataPlane {
                 "Service Unavailable: no function registered\n",
             );
         };
-        // A `wasi:http` component in a WASM group takes the request as it comes, its body read
-        // as the guest reads it; every other function gets the Lattice event, for which the
-        // body is read first (at most 6 MB).
-        let input = if tg.kind == "WASM" && self.targets.takes_http(function) {
-            Input::Streamed(req)
+        // A body of known length within Lattice's 6 MB is read before the function is called,
+        // so that a slow upload holds no concurrency slot and does not count against the
+        // function's timeout; a longer or unknown-length one streams into a `wasi:http`
+        // component in a WASM group (any other function gets it read, at most 6 MB).
+        let wasm = tg.kind == "WASM";
+        let small = req
+            .headers()
+            .get(http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
+            .is_some_and(|n| n <= super::lambda::MAX_PAYLOAD as u64);
+        let req: Request<Body> = req.map(|b| b.map_err(|e| -> BoxError { Box::new(e) }).boxed());
+        let req = if wasm && !small {
+            req
         } else {
             match super::lambda::read_body(req).await {
-                Ok((parts, body)) => Input::Read(parts, body),
+                Ok((parts, body)) => Request::from_parts(parts, trellis_core::target::whole(body)),
                 Err(resp) => return resp,
             }
+        };
+        // A component takes the request itself; the version is chosen there, once, and any
+        // other function gives the request back for the Lattice event.
+        let input = match self.targets.get(function).filter(|_| wasm) {
+            Some(target) => match target.invoke_http_streaming(req) {
+                Ok(answer) => Ok(Input::Http(answer)),
+                Err(req) => Input::read(req).await,
+            },
+            None => Input::read(req).await,
+        };
+        let input = match input {
+            Ok(input) => input,
+            Err(resp) => return resp,
         };
         tg.metrics.requests.fetch_add(1, Ordering::Relaxed);
         let call = async {
             match input {
-                Input::Streamed(req) => {
-                    let req = req.map(|b| b.map_err(Into::into).boxed());
-                    self.targets
-                        .invoke_http_streaming(function, req)
-                        .await
-                        .map(super::lambda::http_response)
-                }
-                Input::Read(parts, body) => {
+                Input::Http(answer) => answer.await.map(super::lambda::http_response),
+                Input::Event(parts, body) => {
                     let event = super::lambda::event(&parts, &body, resolved, tg, &self.region);
                     self.targets
                         .invoke(function, Bytes::from(event.to_string()))
@@ -491,11 +507,11 @@ impl DataPlane {
         };
         match result {
             Ok(resp) => resp,
-            Err(trellis_core::target::TargetError::NotFound(_)) => text(
+            Err(TargetError::NotFound(_)) => text(
                 StatusCode::BAD_GATEWAY,
                 "Bad Gateway: the function does not exist\n",
             ),
-            Err(trellis_core::target::TargetError::Timeout(_)) => text(
+            Err(TargetError::Timeout(_)) => text(
                 StatusCode::GATEWAY_TIMEOUT,
                 "Gateway Timeout: the function timed out\n",
             ),
@@ -510,11 +526,19 @@ impl DataPlane {
     }
 }
 
-/// What a function target is given: the request itself, or its head and body read for the
-/// Lattice event.
+/// What a function target is given: the request, already started on a `wasi:http` component,
+/// or its head and body read for the Lattice event.
 enum Input {
-    Streamed(Request<Incoming>),
-    Read(http::request::Parts, Bytes),
+    Http(BoxFuture<'static, Result<StreamingResponse, TargetError>>),
+    Event(http::request::Parts, Bytes),
+}
+
+impl Input {
+    /// The request read for the Lattice event (at most 6 MB).
+    async fn read(req: Request<Body>) -> Result<Input, Response<Body>> {
+        let (parts, body) = super::lambda::read_body(req).await?;
+        Ok(Input::Event(parts, body))
+    }
 }
 
 /// One attempt to `ep`: plain HTTP/1.1 over this thread's connection pool
