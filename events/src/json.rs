@@ -494,40 +494,91 @@ pub(crate) fn skip_past_close(src: &[u8], i: usize) -> usize {
 pub(crate) fn skip_past_closes(src: &[u8], mut i: usize, levels: usize) -> usize {
     // Open containers: the `levels` being left, plus those opened since.
     let mut depth = levels;
-    let mut in_string = false;
-    // Eight bytes at a time, without branching on what they hold (in the numbers and keys
-    // of a skipped array that branch would go either way): brackets outside strings only
-    // change `depth`, unless the word may close the last level. Words with a backslash (or
-    // that last close) go byte by byte.
-    while let Some(chunk) = src.get(i..i + 8) {
-        let w = word_at(chunk);
-        if exact_zero_bytes(w ^ (b'\\' as u64 * ONES)) == 0 {
-            let quotes = exact_zero_bytes(w ^ (b'"' as u64 * ONES));
-            // The high bit of a byte: whether an odd number of quotes is at or before it, so
-            // (with the string open at the word's start) whether it is inside a string.
-            let mut inside = quotes ^ (quotes << 8);
-            inside ^= inside << 16;
-            inside ^= inside << 32;
-            if in_string {
-                inside ^= ONES << 7;
+    // `ONES` inside a string, else 0.
+    let mut in_string = 0;
+    // Words of eight bytes, read without branching on what they hold (in the numbers and
+    // keys of a skipped array that branch would go either way): brackets outside strings
+    // only change `depth`, unless the word may close the last level. Four words are taken
+    // at once while none may (one test and branch per 32 bytes, and the processor overlaps
+    // the words' work); then one at a time. Words with a backslash (or that last close) go
+    // byte by byte.
+    loop {
+        while let Some(block) = src.get(i..i + 32) {
+            let (mut opens, mut closes, mut escapes, mut state) = (0, 0, 0, in_string);
+            for word in block.chunks_exact(8) {
+                let w = Word::read(word_at(word), state);
+                opens += w.opens;
+                closes += w.closes;
+                escapes |= w.escapes;
+                state = w.in_string;
             }
-            // `| 0x20` turns `[` into `{` and `]` into `}`, and no other byte into either.
-            let folded = w | (0x20 * ONES);
-            let opens = count_bytes(exact_zero_bytes(folded ^ (b'{' as u64 * ONES)) & !inside);
-            let closes = count_bytes(exact_zero_bytes(folded ^ (b'}' as u64 * ONES)) & !inside);
-            if closes < depth {
-                depth = depth + opens - closes;
-                in_string = inside >> 63 != 0;
-                i += 8;
-                continue;
+            if escapes != 0 || closes >= depth {
+                break;
             }
+            depth = depth + opens - closes;
+            in_string = state;
+            i += 32;
         }
-        match skip_bytes(src, i, i + 8, &mut depth, &mut in_string) {
+        let Some(word) = src.get(i..i + 8) else {
+            let mut open = in_string != 0;
+            return skip_bytes(src, i, src.len(), &mut depth, &mut open).unwrap_or(src.len());
+        };
+        let w = Word::read(word_at(word), in_string);
+        if w.escapes == 0 && w.closes < depth {
+            depth = depth + w.opens - w.closes;
+            in_string = w.in_string;
+            i += 8;
+            continue;
+        }
+        let mut open = in_string != 0;
+        match skip_bytes(src, i, i + 8, &mut depth, &mut open) {
             Ok(end) => return end,
             Err(next) => i = next,
         }
+        in_string = if open { ONES } else { 0 };
     }
-    skip_bytes(src, i, src.len(), &mut depth, &mut in_string).unwrap_or(src.len())
+}
+
+/// What [`skip_past_closes`] needs of a word of JSON text.
+struct Word {
+    /// Opening and closing brackets outside strings.
+    opens: usize,
+    closes: usize,
+    /// Whether a string is open after the word: `ONES` or 0.
+    in_string: u64,
+    /// Non-zero if the word holds a backslash (then the rest is not to be trusted).
+    escapes: u64,
+}
+
+impl Word {
+    /// Reads `w`, with a string open at its start if `in_string` is `ONES`.
+    #[inline(always)]
+    fn read(w: u64, in_string: u64) -> Word {
+        let quotes = exact_zero_bytes(w ^ (b'"' as u64 * ONES)) >> 7;
+        // Byte by byte, how many quotes are at or before it: its low bit (flipped if a
+        // string was open) tells whether the byte is inside a string.
+        let seen = quotes.wrapping_mul(ONES) ^ in_string;
+        let inside = seen << 7;
+        // The bytes `b` with `(b | 0x20) & 0xf9 == 0x79` are the four brackets and `y`,
+        // `Y`, `_` and DEL, which valid JSON only has inside strings: one test finds the
+        // brackets outside strings, and bit 1 (moved to the high bit) tells the opening
+        // ones (`[`, `{`) from the closing ones.
+        let brackets =
+            exact_zero_bytes(((w | (0x20 * ONES)) & (0xf9 * ONES)) ^ (0x79 * ONES)) & !inside;
+        let opens = brackets & (w << 6);
+        let closes = brackets ^ opens;
+        // Both counts in one multiplication: each opening bracket adds 1, each closing one
+        // 16 (at most 8 brackets a word, so the low four bits hold the openings).
+        let counts = count_units((opens >> 7) + (closes >> 3));
+        Word {
+            opens: counts & 15,
+            closes: counts >> 4,
+            in_string: (seen >> 56 & 1).wrapping_mul(ONES),
+            // `zero_bytes` may flag bytes above a true hit, but is exact on whether there
+            // is one.
+            escapes: zero_bytes(w ^ (b'\\' as u64 * ONES)),
+        }
+    }
 }
 
 /// [`skip_past_closes`] one byte at a time over `src[i..end]` (an escape at its end may take
@@ -609,10 +660,10 @@ fn word_at(chunk: &[u8]) -> u64 {
     u64::from_le_bytes(word)
 }
 
-/// How many bytes of `flags` have their high bit set (and no other bit), without relying on
-/// a popcount instruction, which the default x86-64 target lacks.
-fn count_bytes(flags: u64) -> usize {
-    ((flags >> 7).wrapping_mul(ONES) >> 56) as usize
+/// The sum of the bytes of `x`, if it is below 256 (with bytes of 0 and 1: how many are 1),
+/// without relying on a popcount instruction, which the default x86-64 target lacks.
+fn count_units(x: u64) -> usize {
+    (x.wrapping_mul(ONES) >> 56) as usize
 }
 
 /// The high bit of every zero byte of `x` (no false hits: nothing carries between bytes).
@@ -1004,6 +1055,9 @@ mod tests {
             "[\n\t{ \"k\" :\r\n [1, 2.5e10 ,true,null] } ]",
             r#"{"s":"\\\\\\\\\\\\\\\\\"]]]]]]]]]]]]","t":[[[[[[[[[[1]]]]]]]]]]}"#,
             r#"["aaaaaaa\"","bbbbbbbb\\","ccccccccccccccc\"]]]]]]]]]]]]]]]"]"#,
+            // Bytes that the bracket test confuses with brackets, inside strings.
+            "{\"y\":[\"Y_y\",\"[y]\",\"_{}_\",\"y]]]]]]]]\"],\"Yy\":{\"_\":\"\u{7f}}}\u{7f}\"}}",
+            r#"[{"x":-122.41029160000001,"y":37.80,"z":0},{"yyyyyyyy":"YYYYYYYY","________":1}]"#,
         ];
         for value in values {
             for pad in 0..17 {
@@ -1027,6 +1081,76 @@ mod tests {
                     inner.len(),
                     "{inner}"
                 );
+            }
+        }
+    }
+
+    /// A random string, mostly made of the bytes the unchecked skip treats specially.
+    fn random_string(next: &mut impl FnMut(u64) -> u64, out: &mut String) {
+        const PIECES: &[&str] = &[
+            "a", "y", "Y", "_", "\u{7f}", "[", "]", "{", "}", "\\\\", "\\\"", " ", "\u{e9}", "0",
+        ];
+        out.push('"');
+        for _ in 0..next(12) {
+            out.push_str(PIECES[next(PIECES.len() as u64) as usize]);
+        }
+        out.push('"');
+    }
+
+    /// A random JSON value (an array or object when `container`).
+    fn random_value(
+        next: &mut impl FnMut(u64) -> u64,
+        out: &mut String,
+        depth: usize,
+        container: bool,
+    ) {
+        let kind = if container {
+            3 + next(2)
+        } else {
+            next(if depth > 4 { 3 } else { 5 })
+        };
+        match kind {
+            0 => random_string(next, out),
+            1 => out.push_str(["-122.41029160000001", "0", "1e-7", "37"][next(4) as usize]),
+            2 => out.push_str(["true", "false", "null"][next(3) as usize]),
+            _ => {
+                let object = kind == 4;
+                out.push(if object { '{' } else { '[' });
+                for n in 0..next(5) {
+                    if n > 0 {
+                        out.push(',');
+                    }
+                    if object {
+                        random_string(next, out);
+                        out.push(':');
+                    }
+                    random_value(next, out, depth + 1, false);
+                }
+                out.push(if object { '}' } else { ']' });
+            }
+        }
+    }
+
+    #[test]
+    fn unchecked_skip_agrees_with_the_checked_scan_on_random_json() {
+        let mut state = 0x2545_f491_4f6c_dd1d_u64;
+        let mut next = move |n: u64| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state % n
+        };
+        for _ in 0..3000 {
+            let mut text = String::new();
+            random_value(&mut next, &mut text, 0, true);
+            let src = text.as_bytes();
+            assert_eq!(scan_value(src, 0, MAX_DEPTH), Some(src.len()), "{text}");
+            for i in 0..src.len() {
+                if matches!(src[i], b'[' | b'{') {
+                    if let Some(end) = scan_value(src, i, MAX_DEPTH) {
+                        assert_eq!(skip_unchecked(src, i), end, "{text} at {i}");
+                    }
+                }
             }
         }
     }
@@ -1056,9 +1180,10 @@ mod tests {
         let w = u64::from_le_bytes(*b"\"#\"\x01\x00\x01\x22\xa2");
         let hits = exact_zero_bytes(w ^ (b'"' as u64 * ONES));
         assert_eq!(hits, (1 << 7) | (1 << 23) | (1 << 55));
-        assert_eq!(count_bytes(hits), 3);
-        assert_eq!(count_bytes(ONES << 7), 8);
-        assert_eq!(count_bytes(0), 0);
+        assert_eq!(count_units(hits >> 7), 3);
+        assert_eq!(count_units(ONES), 8);
+        assert_eq!(count_units(0), 0);
+        assert_eq!(count_units(ONES * 17), 136);
     }
 
     #[test]

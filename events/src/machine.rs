@@ -14,7 +14,6 @@
 //! reused from event to event.
 
 use std::cell::RefCell;
-use std::collections::hash_map::Entry as MapEntry;
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 
@@ -123,17 +122,12 @@ struct Entry {
 struct FieldIndex {
     entries: Vec<Entry>,
     by_matcher: HashMap<String, EntryId>,
-    /// Per entry: finding it in its index already proves the match (an exact key, a prefix
-    /// or suffix that is the whole pattern, a numeric range), so it is not verified again.
-    /// Kept apart from the entries so that probing reads no entry for such hits (with many
-    /// rules, the entries are large and scattered).
-    implied: Vec<bool>,
-    /// Per entry: the branches for which it is (part of) the trigger condition, as a range of
-    /// `Machine::triggers`.
-    triggers: Vec<(u32, u32)>,
+    /// Per entry, what matching needs besides its matcher, as the machine is built; then
+    /// copied into the indexes ([`Hit`]).
+    info: Vec<EntryInfo>,
     exact: KeyMap,
-    literal: FastMap<String, Vec<EntryId>>,
-    numeric: FastMap<u64, Vec<EntryId>>,
+    literal: FastMap<String, Vec<Hit>>,
+    numeric: FastMap<u64, Vec<Hit>>,
     prefix: AffixIndex,
     suffix: AffixIndex,
     folded: KeyMap,
@@ -142,7 +136,17 @@ struct FieldIndex {
     ranges: RangeIndex,
     /// Matchers with no index (anything-but, exists, IP ranges, unanchored wildcards): always
     /// verified.
-    scan: Vec<EntryId>,
+    scan: Vec<Hit>,
+}
+
+/// An entry as the indexes hold it: with what a hit on it needs, so that a hit reads no
+/// memory beyond the index's own (with many rules, a per-entry table is mostly out of cache,
+/// and the entries themselves are large and scattered: most hits read neither).
+#[derive(Debug, Clone, Copy)]
+struct Hit {
+    entry: EntryId,
+    /// Filled in once the triggers are known (`FieldIndex::resolve`).
+    info: EntryInfo,
 }
 
 /// Keys probed by every distinct key length present.
@@ -150,6 +154,17 @@ struct FieldIndex {
 struct AffixIndex {
     map: KeyMap,
     lengths: Vec<usize>,
+}
+
+/// What matching needs of an entry besides its matcher.
+#[derive(Debug, Clone, Copy, Default)]
+struct EntryInfo {
+    /// The branches for which it is (part of) the trigger condition, as a range of
+    /// `Machine::triggers`.
+    triggers: (u32, u32),
+    /// Finding it in its index already proves the match (an exact key, a prefix or suffix
+    /// that is the whole pattern, a numeric range), so it is not verified again.
+    implied: bool,
 }
 
 /// Entry lists by byte-string key. Keys of up to [`SHORT_KEY`] bytes (most values rules
@@ -164,8 +179,8 @@ struct KeyMap {
 /// The entries of one key: mostly one, kept in the map's slot rather than behind a pointer.
 #[derive(Debug)]
 enum Ids {
-    One([EntryId; 1]),
-    Many(Vec<EntryId>),
+    One([Hit; 1]),
+    Many(Vec<Hit>),
 }
 
 /// The longest key [`KeyMap`] packs: 15 bytes and one of length.
@@ -176,18 +191,37 @@ const SHORT_KEY: usize = 15;
 ///
 /// The ranges that can hold a value are among those starting at or below it; a probe looks at
 /// the closest few of those first, and stops as soon as none further down reaches the value
-/// (narrow ranges, the common case, end there); the tree is searched only past that.
+/// (narrow ranges, the common case, end there); the tree is searched only past that. With many
+/// ranges the index is mostly out of cache, and a binary search is a chain of dependent
+/// loads, so a probe is laid out to touch few cache lines: a guide table, indexed by where the
+/// value falls between the lowest and highest lower bound, gives the few ranges to search,
+/// and the ranges are kept with all that checking them takes.
 #[derive(Debug, Default)]
 struct RangeIndex {
-    /// The ranges and their entries, by lower bound.
-    items: Vec<(NumericRange, EntryId)>,
-    /// Each item's lower bound (`-inf` if none), apart from the items so that the binary
-    /// search reads as little memory as it can.
-    lows: Vec<f64>,
-    /// For each item, the highest upper bound of it and all items before it.
-    reach: Vec<f64>,
-    /// Upper bounds, items in the leaves (from the middle), maxima above.
+    /// The ranges and their entries as added (moved to `near` by `finish`).
+    items: Vec<(NumericRange, Hit)>,
+    /// The ranges, by lower bound.
+    near: Vec<NearRange>,
+    /// Where lower bounds are: `guide[k]` of them fall in buckets below `k`
+    /// ([`RangeIndex::bucket`]); one more entry than there are buckets.
+    guide: Vec<u32>,
+    /// The bucket of a value is `(value - origin) * scale`, rounded down and clamped.
+    origin: f64,
+    scale: f64,
+    /// Upper bounds, ranges in the leaves (from the middle), maxima above.
     tree: Vec<f64>,
+}
+
+/// A range as a probe checks it: bounds (infinite if none) with whether they are open, and
+/// the highest upper bound of it and all ranges before it.
+#[derive(Debug, Clone, Copy)]
+struct NearRange {
+    low: f64,
+    high: f64,
+    reach: f64,
+    entry: Hit,
+    low_open: bool,
+    high_open: bool,
 }
 
 /// How many of the closest ranges a probe checks one by one before searching the tree.
@@ -213,16 +247,16 @@ struct Scratch {
     leaves: Vec<LeafInfo>,
     members: Vec<(u32, u32)>,
     /// The entries some value matched, keyed by `field << 32 | entry`.
-    matched: FastMap<u64, Hits>,
+    matched: Matched,
     /// A 256-bit summary of the keys of `matched` (one bit each, [`seen_bit`]): a filter whose
     /// bit is clear matched nothing, which drops most woken branches without a map probe.
     seen: [u64; 4],
     /// The lists of `Hits`: a value and the next hit of the same entry.
     hits: Vec<(u32, u32)>,
-    /// The keys of the entries some value matched, in the order first matched: their
-    /// triggers are read once every value is known, so that branches whose filter matched
-    /// nothing are dropped before being sorted.
-    woken: Vec<u64>,
+    /// The keys of the entries some value matched, in the order first matched, with their
+    /// triggers (a range of `Machine::triggers`): those are read once every value is known,
+    /// so that branches whose filter matched nothing are dropped before being sorted.
+    woken: Vec<(u64, (u32, u32))>,
     /// Woken branches that passed their filter (and those needing no value).
     candidates: Vec<Candidate>,
     /// The rules found.
@@ -250,6 +284,19 @@ struct LeafInfo {
 struct Hits {
     first: u32,
     nested: bool,
+}
+
+/// The entries an event matched, by key: a table with open addressing (linear probing, at
+/// most half full). Slots are stamped with the event they were written in, so that clearing
+/// it between events is one increment, and a lookup is one multiplication and mostly one
+/// comparison (these are the matcher's most frequent operations).
+#[derive(Debug, Default)]
+struct Matched {
+    /// `(event stamp, key, hits)`; a slot with another stamp is free.
+    slots: Vec<(u32, u64, Hits)>,
+    /// The current event's stamp (not 0, the stamp of fresh slots, once there are slots).
+    stamp: u32,
+    len: usize,
 }
 
 /// Above this many values or hits, an event's working memory is freed after it.
@@ -324,6 +371,9 @@ impl<R> MachineBuilder<R> {
         }
         m.trie = PathTrie::new(m.steps.iter().map(|(p, s)| (p.as_str(), *s)));
         m.assign_triggers();
+        for f in &mut m.fields {
+            f.resolve();
+        }
         m
     }
 }
@@ -381,25 +431,24 @@ impl<R> Machine<R> {
             folded,
             ..
         } = s;
-        self.fields[field as usize].probe(value, folded, |id| {
+        self.fields[field as usize].probe(value, folded, |id, triggers| {
             let next = hits.len() as u32;
-            match matched.entry(entry_key(field, id)) {
-                MapEntry::Occupied(o) => {
-                    let h = o.into_mut();
+            let key = entry_key(field, id);
+            let fresh = Hits {
+                first: next,
+                nested,
+            };
+            match matched.insert(key, fresh) {
+                Some(h) => {
                     hits.push((leaf, h.first));
                     h.first = next;
                     h.nested |= nested;
                 }
-                MapEntry::Vacant(v) => {
-                    v.insert(Hits {
-                        first: next,
-                        nested,
-                    });
+                None => {
                     hits.push((leaf, NO_HIT));
-                    let key = entry_key(field, id);
                     let (word, bit) = seen_bit(key);
                     seen[word] |= bit;
-                    woken.push(key);
+                    woken.push((key, triggers));
                 }
             }
         });
@@ -408,9 +457,7 @@ impl<R> Machine<R> {
     /// Completes the woken branches once every value has been recorded.
     fn finish(&self, s: &mut Scratch) -> Vec<&R> {
         let mut candidates = std::mem::take(&mut s.candidates);
-        for &woken_by in &s.woken {
-            let (field, entry) = ((woken_by >> 32) as usize, woken_by as u32 as usize);
-            let (start, end) = self.fields[field].triggers[entry];
+        for &(woken_by, (start, end)) in &s.woken {
             for &trigger in &self.triggers[start as usize..end as usize] {
                 let nested = if trigger.filter == NO_FILTER {
                     false
@@ -548,15 +595,12 @@ impl<R> Machine<R> {
             }
         }
         assigned.sort_by_key(|&(k, _)| k);
-        for index in &mut self.fields {
-            index.triggers = vec![(0, 0); index.entries.len()];
-        }
         for group in assigned.chunk_by(|a, b| a.0 == b.0) {
             let k = group[0].0;
             let start = self.triggers.len() as u32;
             self.triggers.extend(group.iter().map(|&(_, t)| t));
-            let span = &mut self.fields[(k >> 32) as usize].triggers[k as EntryId as usize];
-            *span = (start, self.triggers.len() as u32);
+            let info = &mut self.fields[(k >> 32) as usize].info[k as EntryId as usize];
+            info.triggers = (start, self.triggers.len() as u32);
         }
     }
 }
@@ -694,6 +738,77 @@ impl Slot {
     }
 }
 
+// === impl Matched ===
+
+impl Matched {
+    /// Where `key` is, or the free slot ending its probe sequence.
+    #[inline]
+    fn slot(&self, key: u64) -> usize {
+        let mask = self.slots.len() - 1;
+        let mut i = (key.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 32) as usize & mask;
+        while self.slots[i].0 == self.stamp && self.slots[i].1 != key {
+            i = (i + 1) & mask;
+        }
+        i
+    }
+
+    #[inline]
+    fn get(&self, key: &u64) -> Option<&Hits> {
+        if self.len == 0 {
+            return None;
+        }
+        let (stamp, _, hits) = &self.slots[self.slot(*key)];
+        (*stamp == self.stamp).then_some(hits)
+    }
+
+    /// The hits of `key` if it is there; otherwise inserts `fresh` and gives `None`.
+    #[inline]
+    fn insert(&mut self, key: u64, fresh: Hits) -> Option<&mut Hits> {
+        if 2 * (self.len + 1) > self.slots.len() {
+            self.grow();
+        }
+        let i = self.slot(key);
+        let slot = &mut self.slots[i];
+        if slot.0 == self.stamp {
+            return Some(&mut slot.2);
+        }
+        *slot = (self.stamp, key, fresh);
+        self.len += 1;
+        None
+    }
+
+    /// Doubles the table (at least 64 slots), keeping this event's entries.
+    fn grow(&mut self) {
+        let fresh = (
+            0,
+            0,
+            Hits {
+                first: NO_HIT,
+                nested: false,
+            },
+        );
+        let size = (2 * self.slots.len()).max(64);
+        let old = std::mem::replace(&mut self.slots, vec![fresh; size]);
+        let stamp = std::mem::replace(&mut self.stamp, 1);
+        self.len = 0;
+        for (s, key, hits) in old {
+            if s == stamp {
+                self.insert(key, hits);
+            }
+        }
+    }
+
+    /// Empties the table for the next event.
+    fn clear(&mut self) {
+        self.len = 0;
+        self.stamp = self.stamp.wrapping_add(1);
+        if self.stamp == 0 {
+            // Every 2^32 events: stamps would repeat.
+            self.slots.clear();
+        }
+    }
+}
+
 // === impl Scratch ===
 
 impl Scratch {
@@ -793,40 +908,44 @@ impl FieldIndex {
             return id;
         }
         let id = self.entries.len() as EntryId;
+        let hit = Hit {
+            entry: id,
+            info: EntryInfo::default(),
+        };
         match &matcher {
-            Matcher::Exact(s) => self.exact.add(s.as_bytes(), id),
-            Matcher::Literal(s) => self.literal.entry(s.clone()).or_default().push(id),
-            Matcher::NumericEquals(n) => self.numeric.entry(n.to_bits()).or_default().push(id),
-            Matcher::Prefix(p) => self.prefix.add(p.as_bytes(), id),
-            Matcher::Suffix(s) => self.suffix.add(s.as_bytes(), id),
+            Matcher::Exact(s) => self.exact.add(s.as_bytes(), hit),
+            Matcher::Literal(s) => self.literal.entry(s.clone()).or_default().push(hit),
+            Matcher::NumericEquals(n) => self.numeric.entry(n.to_bits()).or_default().push(hit),
+            Matcher::Prefix(p) => self.prefix.add(p.as_bytes(), hit),
+            Matcher::Suffix(s) => self.suffix.add(s.as_bytes(), hit),
             Matcher::EqualsIgnoreCase(f) => match f.key() {
-                Some(k) => self.folded.add(k.as_bytes(), id),
-                None => self.scan.push(id),
+                Some(k) => self.folded.add(k.as_bytes(), hit),
+                None => self.scan.push(hit),
             },
             Matcher::PrefixIgnoreCase(f) => match f.key() {
-                Some(k) => self.folded_prefix.add(k.as_bytes(), id),
-                None => self.scan.push(id),
+                Some(k) => self.folded_prefix.add(k.as_bytes(), hit),
+                None => self.scan.push(hit),
             },
             Matcher::SuffixIgnoreCase(f) => match f.key() {
-                Some(k) => self.folded_suffix.add(k.as_bytes(), id),
-                None => self.scan.push(id),
+                Some(k) => self.folded_suffix.add(k.as_bytes(), hit),
+                None => self.scan.push(hit),
             },
             Matcher::Wildcard(g) => {
                 if let Some(lit) = g.literal() {
-                    self.exact.add(lit, id);
+                    self.exact.add(lit, hit);
                 } else if let Some(p) = g.literal_prefix().filter(|p| !p.is_empty()) {
-                    self.prefix.add(p, id);
+                    self.prefix.add(p, hit);
                 } else if let Some(s) = g.literal_suffix().filter(|s| !s.is_empty()) {
-                    self.suffix.add(s, id);
+                    self.suffix.add(s, hit);
                 } else {
-                    self.scan.push(id);
+                    self.scan.push(hit);
                 }
             }
-            Matcher::Range(r) => self.ranges.items.push((r.clone(), id)),
-            Matcher::Ip(..) | Matcher::Exists | Matcher::AnythingBut(_) => self.scan.push(id),
+            Matcher::Range(r) => self.ranges.items.push((r.clone(), hit)),
+            Matcher::Ip(..) | Matcher::Exists | Matcher::AnythingBut(_) => self.scan.push(hit),
         }
         self.by_matcher.insert(key, id);
-        let scanned = self.scan.last() == Some(&id);
+        let scanned = self.scan.last().is_some_and(|h| h.entry == id);
         let implied = matches!(
             matcher,
             Matcher::Exact(_)
@@ -836,7 +955,10 @@ impl FieldIndex {
                 | Matcher::Suffix(_)
                 | Matcher::Range(_)
         );
-        self.implied.push(implied);
+        self.info.push(EntryInfo {
+            triggers: (0, 0),
+            implied,
+        });
         self.entries.push(Entry {
             matcher,
             uses: 1,
@@ -864,12 +986,31 @@ impl FieldIndex {
         self.ranges.finish();
     }
 
-    /// Calls `hit` for every entry whose matcher accepts `value`. `folded` is working space.
-    fn probe(&self, value: &Scalar, folded: &mut String, mut hit: impl FnMut(EntryId)) {
-        let mut check = |ids: &[EntryId]| {
-            for &id in ids {
-                if self.implied[id as usize] || self.entries[id as usize].matcher.matches(value) {
-                    hit(id);
+    /// Copies each entry's [`EntryInfo`] into the indexes, once the triggers are known.
+    fn resolve(&mut self) {
+        let info = &self.info;
+        let hits = (self.exact.hits_mut())
+            .chain(self.literal.values_mut().flatten())
+            .chain(self.numeric.values_mut().flatten())
+            .chain(self.prefix.map.hits_mut())
+            .chain(self.suffix.map.hits_mut())
+            .chain(self.folded.hits_mut())
+            .chain(self.folded_prefix.map.hits_mut())
+            .chain(self.folded_suffix.map.hits_mut())
+            .chain(self.ranges.near.iter_mut().map(|r| &mut r.entry))
+            .chain(&mut self.scan);
+        for hit in hits {
+            hit.info = info[hit.entry as usize];
+        }
+    }
+
+    /// Calls `hit` for every entry whose matcher accepts `value`, with its triggers.
+    /// `folded` is working space.
+    fn probe(&self, value: &Scalar, folded: &mut String, mut hit: impl FnMut(EntryId, (u32, u32))) {
+        let mut check = |hits: &[Hit]| {
+            for h in hits {
+                if h.info.implied || self.entries[h.entry as usize].matcher.matches(value) {
+                    hit(h.entry, h.info.triggers);
                 }
             }
         };
@@ -923,8 +1064,8 @@ impl FieldIndex {
 // === impl AffixIndex ===
 
 impl AffixIndex {
-    fn add(&mut self, key: &[u8], id: EntryId) {
-        self.map.add(key, id);
+    fn add(&mut self, key: &[u8], hit: Hit) {
+        self.map.add(key, hit);
         if !self.lengths.contains(&key.len()) {
             self.lengths.push(key.len());
         }
@@ -934,7 +1075,7 @@ impl AffixIndex {
         self.lengths.sort_unstable();
     }
 
-    fn probe(&self, value: &[u8], prefix: bool, check: &mut impl FnMut(&[EntryId])) {
+    fn probe(&self, value: &[u8], prefix: bool, check: &mut impl FnMut(&[Hit])) {
         for &len in &self.lengths {
             if len > value.len() {
                 break;
@@ -954,24 +1095,24 @@ impl AffixIndex {
 // === impl KeyMap ===
 
 impl KeyMap {
-    fn add(&mut self, key: &[u8], id: EntryId) {
+    fn add(&mut self, key: &[u8], hit: Hit) {
         let none = || Ids::Many(Vec::new());
         let ids = match pack(key) {
             Some(k) => self.short.entry(k).or_insert_with(none),
             None => self.long.entry(key.into()).or_insert_with(none),
         };
         *ids = match std::mem::replace(ids, none()) {
-            Ids::Many(many) if many.is_empty() => Ids::One([id]),
-            Ids::One([first]) => Ids::Many(vec![first, id]),
+            Ids::Many(many) if many.is_empty() => Ids::One([hit]),
+            Ids::One([first]) => Ids::Many(vec![first, hit]),
             Ids::Many(mut many) => {
-                many.push(id);
+                many.push(hit);
                 Ids::Many(many)
             }
         };
     }
 
     #[inline]
-    fn get(&self, key: &[u8]) -> Option<&[EntryId]> {
+    fn get(&self, key: &[u8]) -> Option<&[Hit]> {
         let ids = match pack(key) {
             Some(k) => self.short.get(&k),
             None => self.long.get(key),
@@ -982,21 +1123,49 @@ impl KeyMap {
         })
     }
 
+    fn hits_mut(&mut self) -> impl Iterator<Item = &mut Hit> {
+        let lists = self.short.values_mut().chain(self.long.values_mut());
+        lists.flat_map(|ids| match ids {
+            Ids::One(one) => one.as_mut_slice(),
+            Ids::Many(many) => many.as_mut_slice(),
+        })
+    }
+
     fn is_empty(&self) -> bool {
         self.short.is_empty() && self.long.is_empty()
     }
 }
 
-/// `key` and its length in one integer, if it is at most [`SHORT_KEY`] bytes long.
+/// `key` and its length in one integer, if it is at most [`SHORT_KEY`] bytes long: the key's
+/// bytes from the lowest, the length in the highest byte.
 #[inline]
 fn pack(key: &[u8]) -> Option<u128> {
-    if key.len() > SHORT_KEY {
+    let len = key.len();
+    if len > SHORT_KEY {
         return None;
     }
-    let mut bytes = [0u8; 16];
-    bytes[..key.len()].copy_from_slice(key);
-    bytes[SHORT_KEY] = key.len() as u8;
-    Some(u128::from_le_bytes(bytes))
+    // Read with a few loads rather than copied into a buffer, which compiles to a call and a
+    // stall on reading back the bytes it stored.
+    let (low, high) = key.split_at(len.min(8));
+    Some(u128::from(read_le(low)) | u128::from(read_le(high)) << 64 | (len as u128) << 120)
+}
+
+/// `bytes` (at most 8) as a little-endian integer, from overlapping loads.
+#[inline]
+fn read_le(bytes: &[u8]) -> u64 {
+    let n = bytes.len();
+    if n >= 4 {
+        let word = |at: usize| {
+            let four: [u8; 4] = bytes[at..at + 4].try_into().unwrap_or_default();
+            u64::from(u32::from_le_bytes(four))
+        };
+        word(0) | word(n - 4) << ((n - 4) * 8)
+    } else if n > 0 {
+        let byte = |at: usize| u64::from(bytes[at]) << (at * 8);
+        byte(0) | byte(n / 2) | byte(n - 1)
+    } else {
+        0
+    }
 }
 
 // === impl RangeIndex ===
@@ -1004,52 +1173,90 @@ fn pack(key: &[u8]) -> Option<u128> {
 impl RangeIndex {
     fn finish(&mut self) {
         let low = |r: &NumericRange| r.low.map_or(f64::NEG_INFINITY, |(v, _)| v);
-        self.items.sort_by(|a, b| {
+        let mut items = std::mem::take(&mut self.items);
+        items.sort_by(|a, b| {
             low(&a.0)
                 .partial_cmp(&low(&b.0))
                 .unwrap_or(std::cmp::Ordering::Equal)
         });
-        self.lows = self.items.iter().map(|(r, _)| low(r)).collect();
-        let n = self.items.len();
+        let mut reach = f64::NEG_INFINITY;
+        self.near = items
+            .iter()
+            .map(|(r, entry)| {
+                let high = r.high.map_or(f64::INFINITY, |(v, _)| v);
+                reach = reach.max(high);
+                NearRange {
+                    low: low(r),
+                    high,
+                    reach,
+                    entry: *entry,
+                    low_open: r.low.is_some_and(|(_, open)| open),
+                    high_open: r.high.is_some_and(|(_, open)| open),
+                }
+            })
+            .collect();
+        // One bucket per range, spread evenly between the finite lower bounds.
+        let mut finite = self.near.iter().map(|r| r.low).filter(|l| l.is_finite());
+        let first = finite.next().unwrap_or(0.0);
+        let last = finite.next_back().unwrap_or(first);
+        let buckets = self.near.len().max(1);
+        self.origin = first;
+        self.scale = if last > first {
+            buckets as f64 / (last - first)
+        } else {
+            0.0
+        };
+        self.guide = vec![0; buckets + 1];
+        for i in 0..self.near.len() {
+            let k = self.bucket(self.near[i].low);
+            self.guide[k + 1] += 1;
+        }
+        for k in 1..self.guide.len() {
+            self.guide[k] += self.guide[k - 1];
+        }
+        let n = self.near.len();
         self.tree = vec![f64::NEG_INFINITY; 2 * n.next_power_of_two().max(1)];
         let base = self.tree.len() / 2;
-        for (i, (r, _)) in self.items.iter().enumerate() {
-            self.tree[base + i] = r.high.map_or(f64::INFINITY, |(v, _)| v);
+        for (i, r) in self.near.iter().enumerate() {
+            self.tree[base + i] = r.high;
         }
         for i in (1..base).rev() {
             self.tree[i] = self.tree[2 * i].max(self.tree[2 * i + 1]);
         }
-        self.reach = self.tree[base..base + n]
-            .iter()
-            .scan(f64::NEG_INFINITY, |max, &high| {
-                *max = max.max(high);
-                Some(*max)
-            })
-            .collect();
     }
 
-    fn probe(&self, v: f64, check: &mut impl FnMut(&[EntryId])) {
-        if self.items.is_empty() {
+    /// The guide's bucket for `x` (not NaN). It never decreases as `x` grows (each step of
+    /// the computation is monotonic, rounding included), so bounds in lower buckets than
+    /// `x`'s are below `x`, and those in higher buckets above it.
+    #[inline]
+    fn bucket(&self, x: f64) -> usize {
+        // `as` saturates: -inf and other values below the origin go to bucket 0.
+        (((x - self.origin) * self.scale) as usize).min(self.guide.len() - 2)
+    }
+
+    fn probe(&self, v: f64, check: &mut impl FnMut(&[Hit])) {
+        if self.near.is_empty() {
             return;
         }
-        let mut end = self.lows.partition_point(|&low| low <= v);
-        let base = self.tree.len() / 2;
+        // The ranges starting at or below `v` are `near[..end]`: those of the buckets below
+        // `v`'s, and part of `v`'s.
+        let k = self.bucket(v);
+        let (start, stop) = (self.guide[k] as usize, self.guide[k + 1] as usize);
+        let mut end = start + self.near[start..stop].partition_point(|r| r.low <= v);
         for _ in 0..NEAR_RANGES {
-            if end == 0 || self.reach[end - 1] < v {
+            if end == 0 || self.near[end - 1].reach < v {
                 return;
             }
             end -= 1;
-            if self.tree[base + end] >= v {
-                self.check_item(end, v, check);
-            }
+            self.check_item(end, v, check);
         }
-        self.visit(1, 0, base, end, v, check);
+        self.visit(1, 0, self.tree.len() / 2, end, v, check);
     }
 
-    fn check_item(&self, at: usize, v: f64, check: &mut impl FnMut(&[EntryId])) {
-        let (range, id) = &self.items[at];
-        if range.contains(v) {
-            check(&[*id]);
+    fn check_item(&self, at: usize, v: f64, check: &mut impl FnMut(&[Hit])) {
+        let r = &self.near[at];
+        if r.contains(v) {
+            check(&[r.entry]);
         }
     }
 
@@ -1062,7 +1269,7 @@ impl RangeIndex {
         width: usize,
         end: usize,
         v: f64,
-        check: &mut impl FnMut(&[EntryId]),
+        check: &mut impl FnMut(&[Hit]),
     ) {
         if lo >= end || self.tree[node] < v {
             return;
@@ -1074,6 +1281,17 @@ impl RangeIndex {
         let half = width / 2;
         self.visit(2 * node, lo, half, end, v, check);
         self.visit(2 * node + 1, lo + half, half, end, v, check);
+    }
+}
+
+// === impl NearRange ===
+
+impl NearRange {
+    /// [`NumericRange::contains`], for a finite `v`.
+    #[inline]
+    fn contains(&self, v: f64) -> bool {
+        (v > self.low || (!self.low_open && v == self.low))
+            && (v < self.high || (!self.high_open && v == self.high))
     }
 }
 
@@ -1158,6 +1376,96 @@ mod tests {
                 .collect();
             let got: Vec<usize> = m
                 .matches(&format!(r#"{{"x":{v}}}"#))
+                .unwrap()
+                .into_iter()
+                .copied()
+                .collect();
+            assert_eq!(got, want, "{v}");
+        }
+    }
+
+    #[test]
+    fn matched_table_keeps_one_event() {
+        let mut m = Matched::default();
+        let hits = |first| Hits {
+            first,
+            nested: false,
+        };
+        assert!(m.get(&7).is_none());
+        for event in 0..3u32 {
+            // Colliding and spread keys, through several doublings.
+            let keys: Vec<u64> = (0..300u64)
+                .map(|i| if i % 2 == 0 { i << 32 | 5 } else { i * 977 })
+                .collect();
+            for (n, &k) in keys.iter().enumerate() {
+                assert!(m.insert(k, hits(n as u32 + event)).is_none());
+            }
+            for (n, &k) in keys.iter().enumerate() {
+                assert_eq!(m.get(&k).map(|h| h.first), Some(n as u32 + event));
+                let again = m.insert(k, hits(0)).map(|h| h.first);
+                assert_eq!(again, Some(n as u32 + event));
+            }
+            assert!(m.get(&(1 << 40)).is_none());
+            m.clear();
+            assert!(keys.iter().all(|k| m.get(k).is_none()));
+        }
+    }
+
+    #[test]
+    fn packed_keys_hold_bytes_and_length() {
+        let text: Vec<u8> = (1..=20u8).map(|b| b.wrapping_mul(97)).collect();
+        for start in 0..4 {
+            for len in 0..=SHORT_KEY {
+                let key = &text[start..start + len];
+                let mut bytes = [0u8; 16];
+                bytes[..len].copy_from_slice(key);
+                bytes[SHORT_KEY] = len as u8;
+                assert_eq!(pack(key), Some(u128::from_le_bytes(bytes)), "{key:?}");
+            }
+        }
+        assert_eq!(pack(&text[..SHORT_KEY + 1]), None);
+    }
+
+    #[test]
+    fn range_index_agrees_with_every_range_checked() {
+        // Many ranges sharing lower bounds across search blocks, open and closed, some
+        // unbounded; every value at, between and beyond the bounds.
+        let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut next = move |n: u64| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state % n
+        };
+        let mut ranges = Vec::new();
+        let mut b = MachineBuilder::new();
+        for i in 0..300 {
+            let low = next(40) as f64 / 2.0;
+            let high = low + (1 + next(12)) as f64 / 4.0;
+            let (lo, hi) = (
+                if next(2) == 0 { ">" } else { ">=" },
+                if next(2) == 0 { "<" } else { "<=" },
+            );
+            let p = match next(10) {
+                0 => format!(r#"{{"x":[{{"numeric":["{hi}",{high}]}}]}}"#),
+                1 => format!(r#"{{"x":[{{"numeric":["{lo}",{low}]}}]}}"#),
+                _ => format!(r#"{{"x":[{{"numeric":["{lo}",{low},"{hi}",{high}]}}]}}"#),
+            };
+            let p = Pattern::parse(&p).unwrap();
+            let Matcher::Range(r) = &p.branches[0].fields[0].matchers[0] else {
+                panic!("not a range: {p:?}");
+            };
+            ranges.push(r.clone());
+            b.add_rule(i, &p);
+        }
+        let m = b.build();
+        for k in -4..100 {
+            let v = k as f64 / 4.0;
+            let want: Vec<usize> = (0..ranges.len())
+                .filter(|&i| ranges[i].contains(v))
+                .collect();
+            let got: Vec<usize> = m
+                .matches_plain(&format!(r#"{{"x":{v}}}"#))
                 .unwrap()
                 .into_iter()
                 .copied()

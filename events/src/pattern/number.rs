@@ -9,6 +9,97 @@ use std::fmt::Write;
 
 /// The double a JSON number stands for, if it is exactly comparable.
 pub(crate) fn comparable(text: &str) -> Option<f64> {
+    let Some(short) = Short::parse(text.as_bytes()) else {
+        return spelled(text);
+    };
+    if short.digits == 0 {
+        return Some(0.0);
+    }
+    let value = match short.value() {
+        Some(v) => v,
+        None => text.parse().ok()?,
+    };
+    let (mut digits, mut exponent) = (short.digits, -i64::from(short.fraction));
+    while digits % 10 == 0 {
+        digits /= 10;
+        exponent += 1;
+    }
+    // As in `spelled`; a short number's magnitude is within 1e-19..1e19, a normal double.
+    let significant = digits.ilog10() as usize + 1;
+    if significant > MAX_DIGITS {
+        return None;
+    }
+    if significant <= f64::DIGITS as usize {
+        return Some(value);
+    }
+    match is_shortest(digits, significant, exponent, value) {
+        Some(shortest) => shortest.then_some(value),
+        None => spelled(text),
+    }
+}
+
+/// A number written without exponent and with at most [`SHORT_DIGITS`] digits (most numbers
+/// in events): `±digits × 10^-fraction`. Taken apart in one pass, where the general reading
+/// ([`spelled`]) looks at the text several times.
+struct Short {
+    negative: bool,
+    digits: u64,
+    fraction: u32,
+}
+
+/// Digits a [`Short`] may have: every such integer fits in a `u64`.
+const SHORT_DIGITS: usize = 19;
+
+/// Powers of ten that are doubles exactly.
+const EXACT_POWERS: [f64; 23] = [
+    1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16,
+    1e17, 1e18, 1e19, 1e20, 1e21, 1e22,
+];
+
+impl Short {
+    /// `text` as a [`Short`], if it is one (as JSON spells numbers: a sign, digits, and
+    /// maybe a point and more digits).
+    fn parse(text: &[u8]) -> Option<Short> {
+        let (negative, unsigned) = match text.split_first() {
+            Some((b'-', rest)) => (true, rest),
+            _ => (false, text),
+        };
+        let (int, fraction) = match unsigned.iter().position(|&c| c == b'.') {
+            Some(dot) if dot + 1 < unsigned.len() => (&unsigned[..dot], &unsigned[dot + 1..]),
+            Some(_) => return None,
+            None => (unsigned, &[][..]),
+        };
+        if int.is_empty() || int.len() + fraction.len() > SHORT_DIGITS {
+            return None;
+        }
+        let mut digits = 0u64;
+        for &c in int.iter().chain(fraction) {
+            let d = c.wrapping_sub(b'0');
+            if d > 9 {
+                return None;
+            }
+            digits = digits * 10 + u64::from(d);
+        }
+        Some(Short {
+            negative,
+            digits,
+            fraction: fraction.len() as u32,
+        })
+    }
+
+    /// The nearest double, when Clinger's fast path gives it: both operands of the division
+    /// are exact doubles, so the quotient is correctly rounded, as parsing would give it.
+    fn value(&self) -> Option<f64> {
+        if self.digits > 1 << 53 {
+            return None;
+        }
+        let magnitude = self.digits as f64 / *EXACT_POWERS.get(self.fraction as usize)?;
+        Some(if self.negative { -magnitude } else { magnitude })
+    }
+}
+
+/// [`comparable`] for any spelling.
+fn spelled(text: &str) -> Option<f64> {
     let value: f64 = text.parse().ok()?;
     if !value.is_finite() {
         return None;
@@ -29,7 +120,12 @@ pub(crate) fn comparable(text: &str) -> Option<f64> {
     if significant <= f64::DIGITS as usize && (1e-300..=1e300).contains(&value.abs()) {
         return Some(value);
     }
-    if let Some(shortest) = is_shortest(&decimal, value) {
+    let mut digits = 0u64;
+    for d in decimal.digits() {
+        digits = digits * 10 + u64::from(d - b'0');
+    }
+    let exponent = decimal.point - significant as i64;
+    if let Some(shortest) = is_shortest(digits, significant, exponent, value) {
         return shortest.then_some(value);
     }
     let mut shortest = StackText::default();
@@ -41,16 +137,17 @@ pub(crate) fn comparable(text: &str) -> Option<f64> {
         .then_some(value)
 }
 
-/// Whether `decimal` (which `value`, a normal non-zero double, is the nearest double to) is the
-/// shortest form of `value` — the fewest significant digits that read back as `value`, the
-/// closest to it among those — decided in exact integer arithmetic; `None` when that does not
-/// fit in 128 bits or near the edges this does not handle (then formatting decides).
+/// Whether `digits × 10^p`, with `n` significant digits (at most [`MAX_DIGITS`]; `value`, a
+/// non-zero double, is the nearest double to it) is the shortest form of `value` — the fewest
+/// significant digits that read back as `value`, the closest to it among those — decided in
+/// exact integer arithmetic; `None` when that does not fit in 128 bits or near the edges this
+/// does not handle (then formatting decides).
 ///
 /// With `n` significant digits, `decimal` is the shortest form exactly when neither
 /// neighbouring decimal of `n - 1` digits reads back as `value` (if none does, no shorter
 /// decimal does: the values reading back as `value` form an interval around `decimal`), and
 /// neither neighbouring `n`-digit decimal that reads back as `value` is closer to it.
-fn is_shortest(decimal: &Decimal, value: f64) -> Option<bool> {
+fn is_shortest(digits: u64, n: usize, p: i64, value: f64) -> Option<bool> {
     let bits = value.abs().to_bits();
     let biased = (bits >> 52) as i64;
     if biased == 0 || bits & ((1 << 52) - 1) == 0 {
@@ -59,12 +156,6 @@ fn is_shortest(decimal: &Decimal, value: f64) -> Option<bool> {
     }
     let m = u128::from(bits & ((1 << 52) - 1) | 1 << 52);
     let e = biased - 1075;
-    let n = decimal.significant();
-    let mut digits = 0u64;
-    for d in decimal.digits() {
-        digits = digits.checked_mul(10)?.checked_add(u64::from(d - b'0'))?;
-    }
-    let p = decimal.point - n as i64;
     // Away from a power of ten, where the `n`-digit spacing changes.
     let low = 10u64.checked_pow(u32::try_from(n).ok()?.checked_sub(1)?)?;
     if digits <= low + 1 || digits.checked_add(1)? >= low.checked_mul(10)? {
@@ -221,7 +312,7 @@ impl Write for StackText {
 
 #[cfg(test)]
 mod tests {
-    use super::{comparable, is_shortest, Decimal};
+    use super::{comparable, is_shortest, spelled, Decimal};
 
     #[test]
     fn spellings_of_the_same_double() {
@@ -254,7 +345,12 @@ mod tests {
     fn shortest_form_without_formatting() {
         let decide = |text: &str| {
             let value: f64 = text.parse().unwrap();
-            is_shortest(&Decimal::parse(text).unwrap(), value)
+            let decimal = Decimal::parse(text).unwrap();
+            let digits = decimal
+                .digits()
+                .fold(0, |n, d| n * 10 + u64::from(d - b'0'));
+            let n = decimal.significant();
+            is_shortest(digits, n, decimal.point - n as i64, value)
         };
         assert_eq!(decide("-122.42916360922355"), Some(true));
         assert_eq!(decide("37.729900216217324"), Some(true));
@@ -272,6 +368,78 @@ mod tests {
             assert!(Decimal::parse(&shortest)
                 .unwrap()
                 .same_value(&Decimal::parse(text).unwrap()));
+        }
+    }
+
+    #[test]
+    fn short_numbers_read_as_any_spelling_is() {
+        let mut state = 0x2545_f491_4f6c_dd1d_u64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let mut texts: Vec<String> = [
+            "0",
+            "-0",
+            "0.000",
+            "1",
+            "-1.50",
+            "9007199254740992",
+            "9007199254740993",
+            "9007199254740993.0",
+            "0.30000000000000001",
+            "0.1000000000000000055511151231257827",
+            "1234567890123456789",
+            "12345678901234567890",
+            "0.0000000000000000001",
+            "-122.41029160000001",
+            "-122.429163609223550",
+            "37.729900216217324",
+            "100000000000000000",
+            "1.",
+            ".5",
+            "-.5",
+            "-",
+            "01",
+            "+1",
+            "1.5.2",
+            "1e5",
+            "-0.0e-3",
+            "12a",
+        ]
+        .iter()
+        .map(|t| t.to_string())
+        .collect();
+        for _ in 0..100_000 {
+            // Shortest forms of random doubles of every size a short number has, and the same
+            // with the last digit moved or a zero added.
+            let bits = next();
+            let v = f64::from_bits(bits >> 2 | 0x3c00_0000_0000_0000)
+                * [1.0, -1.0][(bits & 1) as usize];
+            let v = v * 10f64.powi((next() % 36) as i32 - 18);
+            let text = format!("{v}");
+            if text.contains('e') {
+                continue;
+            }
+            let mut moved = text.clone().into_bytes();
+            if let Some(last) = moved
+                .last_mut()
+                .filter(|d| d.is_ascii_digit() && **d < b'9')
+            {
+                *last += 1;
+            }
+            texts.push(format!("{text}0"));
+            texts.push(String::from_utf8(moved).unwrap());
+            texts.push(text);
+        }
+        for t in &texts {
+            assert_eq!(
+                comparable(t).map(f64::to_bits),
+                spelled(t).map(f64::to_bits),
+                "{t}"
+            );
         }
     }
 }
