@@ -932,8 +932,10 @@ done
         assert_eq!(pool.idle_workers(), 0, "a timed-out worker is not reused");
 
         // A process that dies mid-stream ends it as an exit, and is not reused.
-        let InvokeStream::Stream { mut rx, .. } =
-            pool.invoke_streaming(event(r#""stream die""#), 0).await.unwrap()
+        let InvokeStream::Stream { mut rx, .. } = pool
+            .invoke_streaming(event(r#""stream die""#), 0)
+            .await
+            .unwrap()
         else {
             panic!("a streaming function streams")
         };
@@ -941,8 +943,16 @@ done
         let Some(Piece::End(done)) = rx.recv().await else {
             panic!("the end")
         };
-        assert!(matches!(done.outcome, Outcome::Exited(_)), "{:?}", done.outcome);
-        assert_eq!(pool.idle_workers(), 0, "a worker whose stream broke is not reused");
+        assert!(
+            matches!(done.outcome, Outcome::Exited(_)),
+            "{:?}",
+            done.outcome
+        );
+        assert_eq!(
+            pool.idle_workers(),
+            0,
+            "a worker whose stream broke is not reused"
+        );
 
         // A function that answers whole is whole to a streaming caller too.
         let InvokeStream::Done(done) = pool.invoke_streaming(event("{}"), 0).await.unwrap() else {

@@ -530,14 +530,14 @@ impl DataPlane {
 /// or its head and body read for the Lattice event.
 enum Input {
     Http(BoxFuture<'static, Result<StreamingResponse, TargetError>>),
-    Event(http::request::Parts, Bytes),
+    Event(Box<http::request::Parts>, Bytes),
 }
 
 impl Input {
     /// The request read for the Lattice event (at most 6 MB).
     async fn read(req: Request<Body>) -> Result<Input, Response<Body>> {
         let (parts, body) = super::lambda::read_body(req).await?;
-        Ok(Input::Event(parts, body))
+        Ok(Input::Event(Box::new(parts), body))
     }
 }
 
