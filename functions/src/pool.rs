@@ -95,6 +95,16 @@ struct WasmDone {
     last_lines: Vec<String>,
 }
 
+/// An invocation whose task failed (it panicked): an exit, as far as the caller can tell.
+fn lost(why: &str) -> Finished {
+    Finished {
+        outcome: Outcome::Exited(format!("the invocation's task failed: {why}")),
+        logs: Vec::new(),
+        duration: Duration::ZERO,
+        last_lines: Vec::new(),
+    }
+}
+
 fn truncate(s: &str, max: usize) -> &str {
     if s.len() <= max {
         return s;
@@ -135,17 +145,30 @@ impl Pool {
     }
 
     /// Runs `inv` on a worker of this pool; `tail` is how many bytes of log to keep.
-    pub async fn invoke(&self, inv: Invocation, tail: usize) -> Result<Finished, Throttled> {
-        let _permit = self.admit().await?;
+    ///
+    /// The invocation runs on its own task once admitted: a caller that goes away (a client
+    /// that timed out) leaves it to finish, as Lambda does, and the worker stays warm instead
+    /// of being killed with the caller's future.
+    pub async fn invoke(
+        self: &Arc<Self>,
+        inv: Invocation,
+        tail: usize,
+    ) -> Result<Finished, Throttled> {
+        let permit = self.admit().await?;
         if let Some(program) = &self.wasm {
             return Ok(self.invoke_wasm(program.clone(), inv, tail).await);
         }
-        let run = match self.begin(&inv, tail).await {
-            Ok(run) => run,
-            Err(finished) => return Ok(finished),
-        };
-        let outcome = run.worker.invoke(inv).await;
-        Ok(self.end(run, outcome, tail).await)
+        let pool = self.clone();
+        let task = tokio::spawn(async move {
+            let _permit = permit;
+            let run = match pool.begin(&inv, tail).await {
+                Ok(run) => run,
+                Err(finished) => return finished,
+            };
+            let outcome = run.worker.invoke(inv).await;
+            pool.end(run, outcome, tail).await
+        });
+        Ok(task.await.unwrap_or_else(|e| lost(&e.to_string())))
     }
 
     /// Runs `inv` for a caller that takes a streamed response as it comes
@@ -191,14 +214,9 @@ impl Pool {
             drop(permit);
             let _ = tx.send(Piece::End(finished)).await;
         });
-        Ok(first_rx.await.unwrap_or_else(|_| {
-            InvokeStream::Done(Finished {
-                outcome: Outcome::Exited("the invocation's task ended unexpectedly".into()),
-                logs: Vec::new(),
-                duration: Duration::ZERO,
-                last_lines: Vec::new(),
-            })
-        }))
+        Ok(first_rx
+            .await
+            .unwrap_or_else(|_| InvokeStream::Done(lost("it ended without an answer"))))
     }
 
     /// Passes a streamed response's pieces on until it ends, the function's timeout passes

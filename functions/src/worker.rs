@@ -807,6 +807,7 @@ while true; do
     *fail*) post /2018-06-01/runtime/invocation/$id/error 'it failed' $'Lambda-Runtime-Function-Error-Type: Bash.Failure\r\n' ;;
     *exit*) echo "exiting now"; exit 1 ;;
     *sleep*) sleep 5; post /2018-06-01/runtime/invocation/$id/response "$body" '' ;;
+    *slow*) sleep 0.3; post /2018-06-01/runtime/invocation/$id/response "$body" '' ;;
     *) echo "got $body"; post /2018-06-01/runtime/invocation/$id/response "$body" '' ;;
   esac
 done
@@ -964,7 +965,7 @@ done
     #[tokio::test]
     async fn streamed_responses_are_gathered_for_other_callers() {
         let dir = tempfile::tempdir().unwrap();
-        let pool = Pool::new(spec(dir.path(), &[]), 1);
+        let pool = Arc::new(Pool::new(spec(dir.path(), &[]), 1));
         let done = pool.invoke(event(r#""stream""#), 0).await.unwrap();
         assert_eq!(response(&done.outcome), b"firstsecond");
         let done = pool.invoke(event(r#""stream broken""#), 0).await.unwrap();
@@ -973,9 +974,37 @@ done
     }
 
     #[tokio::test]
+    async fn a_caller_that_goes_away_leaves_the_worker_warm() {
+        let dir = tempfile::tempdir().unwrap();
+        let pool = Arc::new(Pool::new(spec(dir.path(), &[]), 1));
+        pool.invoke(event("{}"), 0).await.unwrap();
+        assert_eq!(pool.idle_workers(), 1);
+        let gone = tokio::time::timeout(
+            Duration::from_millis(50),
+            pool.invoke(event(r#""slow""#), 0),
+        )
+        .await;
+        assert!(gone.is_err(), "the caller gave up first");
+        // The invocation runs to its end and its worker comes back, alive.
+        for _ in 0..100 {
+            if pool.idle_workers() == 1 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(
+            pool.idle_workers(),
+            1,
+            "the worker was not killed with the caller"
+        );
+        let done = pool.invoke(event(r#"{"b":2}"#), 0).await.unwrap();
+        assert_eq!(response(&done.outcome), br#"{"b":2}"#);
+    }
+
+    #[tokio::test]
     async fn answers_errors_timeouts_and_exits() {
         let dir = tempfile::tempdir().unwrap();
-        let pool = Pool::new(spec(dir.path(), &[]), 2);
+        let pool = Arc::new(Pool::new(spec(dir.path(), &[]), 2));
 
         let done = pool.invoke(event(r#"{"a":1}"#), 4096).await.unwrap();
         assert_eq!(response(&done.outcome), br#"{"a":1}"#);
@@ -1021,7 +1050,10 @@ done
         let dir = tempfile::tempdir().unwrap();
         let mut spec = spec(dir.path(), &[]);
         spec.code_dir = dir.path().join("nowhere");
-        let done = Pool::new(spec, 1).invoke(event("{}"), 0).await.unwrap();
+        let done = Arc::new(Pool::new(spec, 1))
+            .invoke(event("{}"), 0)
+            .await
+            .unwrap();
         assert!(
             matches!(&done.outcome, Outcome::NotStarted(why) if why.contains("cannot start")),
             "{:?}",
@@ -1032,7 +1064,7 @@ done
     #[tokio::test]
     async fn init_errors_reach_the_caller() {
         let dir = tempfile::tempdir().unwrap();
-        let pool = Pool::new(spec(dir.path(), &[("INIT_ERROR", "1")]), 1);
+        let pool = Arc::new(Pool::new(spec(dir.path(), &[("INIT_ERROR", "1")]), 1));
         let done = pool.invoke(event("{}"), 0).await.unwrap();
         let Outcome::Error(doc) = done.outcome else {
             panic!("{:?}", done.outcome)
