@@ -77,6 +77,56 @@ pub enum Piece {
     End(Finished),
 }
 
+/// Holds an invocation in progress while its caller waits. Dropped with the invocation still
+/// in it (the caller went away), it lets the invocation finish on a task of its own: the
+/// worker's in-flight answer is taken over and the worker goes back warm, the concurrency slot
+/// held until then, instead of the process being killed with the caller's future.
+struct Detach {
+    pool: Arc<Pool>,
+    run: Option<(Run, OwnedSemaphorePermit)>,
+}
+
+impl Detach {
+    fn worker(&self) -> &Worker {
+        &self.run.as_ref().expect("armed until disarmed").0.worker
+    }
+
+    /// The invocation back, once its caller has its answer.
+    fn disarm(mut self) -> (Run, OwnedSemaphorePermit) {
+        self.run.take().expect("armed until disarmed")
+    }
+}
+
+impl Drop for Detach {
+    fn drop(&mut self) {
+        let Some((run, permit)) = self.run.take() else {
+            return;
+        };
+        let pool = self.pool.clone();
+        let answer = run.worker.take_over();
+        tokio::spawn(async move {
+            let _permit = permit;
+            let outcome = match answer {
+                // Still running: wait for its end, as long as `Worker::invoke` would have
+                // (the time to take the event and the function's timeout).
+                Some(answer) => {
+                    let limit = pool.spec.timeout + crate::worker::INIT_TIMEOUT;
+                    match tokio::time::timeout(limit, answer).await {
+                        Ok(Ok(outcome)) => outcome,
+                        _ => {
+                            run.worker.kill();
+                            Outcome::TimedOut
+                        }
+                    }
+                }
+                // Already answered (or never handed over): the worker is free.
+                None => Outcome::Response(Bytes::new()),
+            };
+            pool.end(run, outcome, 0).await;
+        });
+    }
+}
+
 /// An invocation in progress on a worker process, between [`Pool::begin`] and [`Pool::end`].
 struct Run {
     worker: Worker,
@@ -146,9 +196,9 @@ impl Pool {
 
     /// Runs `inv` on a worker of this pool; `tail` is how many bytes of log to keep.
     ///
-    /// The invocation runs on its own task once admitted: a caller that goes away (a client
-    /// that timed out) leaves it to finish, as Lambda does, and the worker stays warm instead
-    /// of being killed with the caller's future.
+    /// A caller that goes away (a client that timed out) does not end the invocation: it runs
+    /// to its end, as on Lambda, on a task of its own, and the worker stays warm (see
+    /// [`Detach`]). The common case pays for no task.
     pub async fn invoke(
         self: &Arc<Self>,
         inv: Invocation,
@@ -158,17 +208,19 @@ impl Pool {
         if let Some(program) = &self.wasm {
             return Ok(self.invoke_wasm(program.clone(), inv, tail).await);
         }
-        let pool = self.clone();
-        let task = tokio::spawn(async move {
-            let _permit = permit;
-            let run = match pool.begin(&inv, tail).await {
-                Ok(run) => run,
-                Err(finished) => return finished,
-            };
-            let outcome = run.worker.invoke(inv).await;
-            pool.end(run, outcome, tail).await
-        });
-        Ok(task.await.unwrap_or_else(|e| lost(&e.to_string())))
+        let run = match self.begin(&inv, tail).await {
+            Ok(run) => run,
+            Err(finished) => return Ok(finished),
+        };
+        let guard = Detach {
+            pool: self.clone(),
+            run: Some((run, permit)),
+        };
+        let outcome = guard.worker().invoke(inv).await;
+        let (run, permit) = guard.disarm();
+        let finished = self.end(run, outcome, tail).await;
+        drop(permit);
+        Ok(finished)
     }
 
     /// Runs `inv` for a caller that takes a streamed response as it comes

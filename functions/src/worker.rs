@@ -353,6 +353,16 @@ impl Worker {
         }
     }
 
+    /// The answer of the invocation in flight, for a new owner: its caller went away, and
+    /// whoever takes this waits for the end in its place. `None` when nothing is in flight.
+    pub fn take_over(&self) -> Option<oneshot::Receiver<Outcome>> {
+        let mut inflight = lock(&self.shared.inflight);
+        let inflight = inflight.as_mut()?;
+        let (tx, rx) = oneshot::channel();
+        inflight.result = tx;
+        Some(rx)
+    }
+
     pub fn kill(&self) {
         self.shared.alive.store(false, Ordering::Release);
         self.shared.kill.notify_one();
