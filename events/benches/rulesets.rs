@@ -187,8 +187,8 @@ fn rule_sets(c: &mut Criterion) {
     }
 }
 
-/// 5 rules against 10,000: the EXACT set alone and with 9,995 more lot ids; and the first 5
-/// against 10,000 mixed rules.
+/// 5 rules against 10,000: the EXACT set alone and with 9,995 more lot ids; the first 5 against
+/// 10,000 mixed rules; and 5 mixed rules reading the same fields as those 10,000.
 fn scaling(c: &mut Criterion) {
     let sets = Rulesets::load();
     let events = Generator::new(&sets, SEED).events(EVENTS);
@@ -200,9 +200,18 @@ fn scaling(c: &mut Criterion) {
         exact_10k.push(format!(r#"{{"properties":{{"MAPBLKLOT":["{id}"]}}}}"#));
     }
     let mixed_10k: Vec<String> = (0..10_000).map(|i| mixed_rule(&mut rng, i)).collect();
+    // The first 5 mixed rules read only `properties`, so beside the rule count the 10,000 also
+    // read `geometry` (past its coordinates); these 5 read every field the 10,000 read
+    // (exact, suffix with exact, equals-ignore-case with exact, wildcard, geometry with a
+    // numeric range), so that only the number of rules differs.
+    let same_fields: Vec<String> = [0, 2, 3, 4, 5]
+        .iter()
+        .map(|&i| mixed_10k[i].clone())
+        .collect();
     let families = [
         ("exact", exact, exact_10k),
-        ("mixed", mixed_10k[..5].to_vec(), mixed_10k),
+        ("mixed", mixed_10k[..5].to_vec(), mixed_10k.clone()),
+        ("mixed-same-fields", same_fields, mixed_10k),
     ];
     for (name, five, ten_k) in families {
         let mut group = c.benchmark_group(format!("scaling/{name}"));
