@@ -21,23 +21,10 @@ pids=()
 trap 'kill "${pids[@]}" 2>/dev/null; wait 2>/dev/null; rm -rf "$work"' EXIT
 
 fixture=$root/functions/tests/fixtures/echo-fn
-echo "== building the echo function (release)" >&2
-cargo build --quiet --release --manifest-path "$fixture/Cargo.toml" --target-dir "$root/target/echo-fn"
-(cd "$work" && cp "$root/target/echo-fn/release/bootstrap" . && zip -q echo.zip bootstrap)
-
-echo "== starting trellis" >&2
-"$bin" serve --data-dir "$work/data" --api 127.0.0.1:0 --listen 127.0.0.1:0 --listen-tls 127.0.0.1:0 \
-    > "$work/ready" 2> "$work/trellis.log" &
-pids+=($!); trellis_pid=$!
-for _ in $(seq 100); do grep -q ready "$work/ready" 2>/dev/null && break; sleep 0.1; done
-api=$(sed 's/.*"api":"\([^"]*\)".*/\1/' "$work/ready")
-printf '{"FunctionName":"echo","Runtime":"provided.al2023","Handler":"bootstrap","Role":"arn:aws:iam::000000000000:role/bench","MemorySize":256,"Code":{"ZipFile":"%s"}}' \
-    "$(base64 -w0 "$work/echo.zip")" > "$work/create.json"
-curl -sf -X POST "http://$api/2015-03-31/functions" -H 'Content-Type: application/json' \
-    --data-binary @"$work/create.json" > /dev/null
+. "$here/echo-trellis.sh"
 # Reserved concurrency as many as the clients, so both sides can run that many workers.
-curl -sf -X PUT "http://$api/2017-10-31/functions/echo/concurrency" -H 'Content-Type: application/json' \
-    -d "{\"ReservedConcurrentExecutions\":$clients}" > /dev/null
+start_echo_trellis "$clients"
+pids+=("$trellis_pid")
 
 echo "== starting cargo lambda watch (release)" >&2
 (cd "$fixture" && CARGO_TARGET_DIR="$root/target/echo-fn-watch" exec cargo-lambda lambda watch \

@@ -11,21 +11,10 @@ root=$here/..
 bin=${TRELLIS_BIN:-${CARGO_TARGET_DIR:-$root/target}/release/trellis}
 [ -x "$bin" ] || { echo "build first: cargo build --release (or set TRELLIS_BIN)" >&2; exit 2; }
 work=$(mktemp -d)
-fixture=$root/functions/tests/fixtures/echo-fn
-cargo build --quiet --release --manifest-path "$fixture/Cargo.toml" --target-dir "$root/target/echo-fn"
-(cd "$work" && cp "$root/target/echo-fn/release/bootstrap" . && zip -q echo.zip bootstrap)
-"$bin" serve --data-dir "$work/data" --api 127.0.0.1:0 --listen 127.0.0.1:0 --listen-tls 127.0.0.1:0 \
-    > "$work/ready" 2> "$work/trellis.log" &
-tp=$!
-trap 'kill $tp 2>/dev/null; wait 2>/dev/null; rm -rf "$work"' EXIT
-for _ in $(seq 100); do grep -q ready "$work/ready" 2>/dev/null && break; sleep 0.1; done
-api=$(sed 's/.*"api":"\([^"]*\)".*/\1/' "$work/ready")
-printf '{"FunctionName":"echo","Runtime":"provided.al2023","Handler":"bootstrap","Role":"arn:aws:iam::000000000000:role/bench","MemorySize":256,"Code":{"ZipFile":"%s"}}' \
-    "$(base64 -w0 "$work/echo.zip")" > "$work/create.json"
-curl -sf -X POST "http://$api/2015-03-31/functions" -H 'Content-Type: application/json' \
-    --data-binary @"$work/create.json" > /dev/null
-curl -sf -X PUT "http://$api/2017-10-31/functions/echo/concurrency" -H 'Content-Type: application/json' \
-    -d '{"ReservedConcurrentExecutions":8}' > /dev/null
+trap 'kill ${trellis_pid:-} 2>/dev/null; wait 2>/dev/null; rm -rf "$work"' EXIT
+. "$here/echo-trellis.sh"
+start_echo_trellis 8
+tp=$trellis_pid
 url=http://$api/2015-03-31/functions/echo/invocations
 wrk -t1 -c8 -d2s -s "$here/invoke.lua" "$url" > /dev/null  # warm-up: starts the 8 workers
 hz=$(getconf CLK_TCK)
