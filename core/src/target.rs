@@ -43,6 +43,8 @@ pub type StreamingBody =
 pub type StreamingResponse = http::Response<StreamingBody>;
 /// An HTTP request whose body is read as the target consumes it.
 pub type StreamingRequest = http::Request<StreamingBody>;
+/// A streamed HTTP answer on its way ([`Target::invoke_http_streaming`]).
+pub type StreamingAnswer = BoxFuture<'static, Result<StreamingResponse, TargetError>>;
 
 /// Something that can be invoked by ARN.
 pub trait Target: Send + Sync {
@@ -72,11 +74,10 @@ pub trait Target: Send + Sync {
     /// as it is produced (a `wasi:http` component, for the data plane). A target that takes
     /// whole requests only gives the request back, untouched (the default): the caller then
     /// decides what to send it (a data-plane `WASM` group sends the Lattice event).
-    #[allow(clippy::type_complexity)]
     fn invoke_http_streaming(
         &self,
         req: StreamingRequest,
-    ) -> Result<BoxFuture<'static, Result<StreamingResponse, TargetError>>, StreamingRequest> {
+    ) -> Result<StreamingAnswer, StreamingRequest> {
         Err(req)
     }
 }

@@ -8,7 +8,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use http_body::{Body, Frame, SizeHint};
+use http_body::{Body, Frame};
 use tokio::sync::mpsc;
 
 use crate::pool::{Finished, Piece};
@@ -97,10 +97,6 @@ impl Body for EventBody {
 
     fn is_end_stream(&self) -> bool {
         self.complete.is_none()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        SizeHint::default()
     }
 }
 

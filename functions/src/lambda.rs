@@ -16,7 +16,7 @@ use serde_json::{json, Map, Value};
 use trellis_core::api::{RestService, StreamingOutput};
 use trellis_core::model::{base64_decode, base64_encode, ServiceModel};
 use trellis_core::target::{
-    BoxFuture, StreamingRequest, StreamingResponse, Target, TargetError, TargetRegistry,
+    BoxFuture, StreamingAnswer, StreamingRequest, Target, TargetError, TargetRegistry,
 };
 use trellis_core::{ApiError, ArnContext};
 use trellis_store::{Store, Write};
@@ -1412,13 +1412,12 @@ impl Inner {
     /// component reads it, the response's as the component writes it
     /// ([`Target::invoke_http_streaming`], for `WASM` target groups). The version is chosen
     /// here, once: when it is not a component, the request is given back untouched.
-    #[allow(clippy::type_complexity)]
     fn invoke_http_streaming(
         &self,
         function: &str,
         qualifier: Option<&str>,
         request: StreamingRequest,
-    ) -> Result<BoxFuture<'static, Result<StreamingResponse, TargetError>>, StreamingRequest> {
+    ) -> Result<StreamingAnswer, StreamingRequest> {
         let (pool, arn) = match self.http_pool(function, qualifier) {
             Ok(found) => found,
             Err(e) => return Ok(Box::pin(async move { Err(e) })),
@@ -1786,7 +1785,7 @@ impl Target for FunctionTarget {
     fn invoke_http_streaming(
         &self,
         req: StreamingRequest,
-    ) -> Result<BoxFuture<'static, Result<StreamingResponse, TargetError>>, StreamingRequest> {
+    ) -> Result<StreamingAnswer, StreamingRequest> {
         match self.service() {
             Ok(inner) => inner.invoke_http_streaming(&self.name, self.qualifier.as_deref(), req),
             Err(e) => Ok(Box::pin(async move { Err(e) })),

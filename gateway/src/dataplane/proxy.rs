@@ -14,7 +14,7 @@ use hyper::body::Incoming;
 use super::route::{Action, Resolved, RulePolicy, WeightedGroup};
 use super::target_group::{Endpoint, Outcome, TargetGroupRuntime, Version as UpVersion};
 use super::{Body, BoxError, DataPlane};
-use trellis_core::target::{BoxFuture, StreamingResponse, TargetError};
+use trellis_core::target::{StreamingAnswer, TargetError};
 
 /// What forwarding produced: the answer, the target that gave it, and how long it took.
 type Forwarded = (Response<Body>, Option<Arc<Endpoint>>, Option<Duration>);
@@ -452,10 +452,8 @@ impl DataPlane {
         // function's timeout; a longer or unknown-length one streams into a `wasi:http`
         // component in a WASM group (any other function gets it read, at most 6 MB).
         let wasm = tg.kind == "WASM";
-        let small = req
-            .headers()
-            .get(http::header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
+        let small = http_body::Body::size_hint(req.body())
+            .exact()
             .is_some_and(|n| n <= super::lambda::MAX_PAYLOAD as u64);
         let req: Request<Body> = req.map(|b| b.map_err(|e| -> BoxError { Box::new(e) }).boxed());
         let req = if wasm && !small {
@@ -529,7 +527,7 @@ impl DataPlane {
 /// What a function target is given: the request, already started on a `wasi:http` component,
 /// or its head and body read for the Lattice event.
 enum Input {
-    Http(BoxFuture<'static, Result<StreamingResponse, TargetError>>),
+    Http(StreamingAnswer),
     Event(Box<http::request::Parts>, Bytes),
 }
 
