@@ -1501,6 +1501,30 @@ fn js_component() -> Option<Vec<u8>> {
     }
 }
 
+/// Starts Trellis in `dir` and deploys `component` as the function `name` (2 s timeout,
+/// 256 MB, `GREETING=hello`), reporting (not asserting) how long its build took and
+/// CreateFunction's compile.
+async fn deploy_component(
+    dir: &Path,
+    name: &str,
+    component: &[u8],
+    built: Duration,
+) -> (Trellis, aws_sdk_lambda::Client) {
+    let t = Trellis::start(dir, &[]);
+    let c = lambda(&t);
+    let started = std::time::Instant::now();
+    let out = create_wasm(&c, name, component, 2, 256, &[("GREETING", "hello")])
+        .await
+        .expect("create the component function");
+    assert_eq!(out.state(), Some(&State::Active));
+    eprintln!(
+        "{name}: build {built:?}; CreateFunction ({:.1} MB component) {:?}",
+        component.len() as f64 / (1 << 20) as f64,
+        started.elapsed()
+    );
+    (t, c)
+}
+
 /// One echo request through the data plane: method, path and query, headers and body in;
 /// status, headers and body out, with no event translation; the function's GREETING variable;
 /// then a status the handler chooses.
@@ -1647,21 +1671,8 @@ async fn wasm_http_components_serve_a_wasm_target_group() {
         tool_missing("componentize-py", "pip install componentize-py");
         return;
     };
-    let built = started.elapsed();
     let dir = tempfile::tempdir().unwrap();
-    let t = Trellis::start(dir.path(), &[]);
-    let c = lambda(&t);
-    let started = std::time::Instant::now();
-    let out = create_wasm(&c, "pyhttp", &component, 2, 256, &[("GREETING", "hello")])
-        .await
-        .expect("create the component function");
-    assert_eq!(out.state(), Some(&State::Active));
-    // Reported, not asserted: the build, and CreateFunction's compile of the component.
-    eprintln!(
-        "componentize-py build {built:?}; CreateFunction ({} MB component) {:?}",
-        component.len() >> 20,
-        started.elapsed()
-    );
+    let (t, c) = deploy_component(dir.path(), "pyhttp", &component, started.elapsed()).await;
 
     // Through the data plane: method, path and query, headers and body in; status, headers and
     // body out, with no event translation.
@@ -1780,21 +1791,8 @@ async fn wasm_http_components_built_with_jco() {
         );
         return;
     };
-    let built = started.elapsed();
     let dir = tempfile::tempdir().unwrap();
-    let t = Trellis::start(dir.path(), &[]);
-    let c = lambda(&t);
-    let started = std::time::Instant::now();
-    let out = create_wasm(&c, "jshttp", &component, 2, 256, &[("GREETING", "hello")])
-        .await
-        .expect("create the component function");
-    assert_eq!(out.state(), Some(&State::Active));
-    // Reported, not asserted: the build, and CreateFunction's compile of the component.
-    eprintln!(
-        "jco componentize build {built:?}; CreateFunction ({:.1} MB component) {:?}",
-        component.len() as f64 / (1 << 20) as f64,
-        started.elapsed()
-    );
+    let (t, c) = deploy_component(dir.path(), "jshttp", &component, started.elapsed()).await;
 
     // Through the data plane, twice: every request gets a fresh instance, so the fetch event
     // (which answers once per instance) answers each.

@@ -855,6 +855,35 @@ done
         }
     }
 
+    /// Starts a streaming invocation of `payload` that must stream: its content type and pieces.
+    async fn streaming(
+        pool: &Arc<Pool>,
+        payload: &'static str,
+        tail: usize,
+    ) -> (String, tokio::sync::mpsc::Receiver<crate::pool::Piece>) {
+        match pool.invoke_streaming(event(payload), tail).await.unwrap() {
+            crate::pool::InvokeStream::Stream { content_type, rx } => (content_type, rx),
+            crate::pool::InvokeStream::Done(done) => panic!("no stream: {:?}", done.outcome),
+        }
+    }
+
+    /// The rest of a streamed invocation: its remaining chunks, then how it ended.
+    async fn rest(
+        mut rx: tokio::sync::mpsc::Receiver<crate::pool::Piece>,
+    ) -> (Vec<Bytes>, crate::pool::Finished) {
+        let mut chunks = Vec::new();
+        loop {
+            match rx
+                .recv()
+                .await
+                .expect("a streamed invocation ends with its end")
+            {
+                crate::pool::Piece::Chunk(c) => chunks.push(c),
+                crate::pool::Piece::End(done) => return (chunks, done),
+            }
+        }
+    }
+
     /// The response of an outcome that must be one.
     fn response(outcome: &Outcome) -> &[u8] {
         match outcome {
@@ -877,16 +906,7 @@ done
         let dir = tempfile::tempdir().unwrap();
         let pool = Arc::new(Pool::new(spec(dir.path(), &[]), 1));
 
-        let InvokeStream::Stream {
-            content_type,
-            mut rx,
-        } = pool
-            .invoke_streaming(event(r#""stream""#), 4096)
-            .await
-            .unwrap()
-        else {
-            panic!("a streaming function streams")
-        };
+        let (content_type, mut rx) = streaming(&pool, r#""stream""#, 4096).await;
         assert_eq!(content_type, "text/plain");
         let Some(Piece::Chunk(first)) = rx.recv().await else {
             panic!("the first piece")
@@ -895,75 +915,36 @@ done
         // The function is still writing: its worker is busy and nothing else has come.
         assert!(rx.try_recv().is_err());
         assert_eq!(pool.idle_workers(), 0);
-        let Some(Piece::Chunk(second)) = rx.recv().await else {
-            panic!("the second piece")
-        };
-        assert_eq!(second, "second");
-        let Some(Piece::End(done)) = rx.recv().await else {
-            panic!("the end")
-        };
+        let (chunks, done) = rest(rx).await;
+        assert_eq!(chunks, ["second"]);
         assert_eq!(response(&done.outcome), b"", "the bytes were streamed");
         let logs = String::from_utf8(done.logs).unwrap();
         assert!(logs.contains("REPORT RequestId: req-"), "{logs}");
         assert_eq!(pool.idle_workers(), 1, "the worker is free again");
 
         // An error trailer ends the stream with the function's error.
-        let InvokeStream::Stream { mut rx, .. } = pool
-            .invoke_streaming(event(r#""stream broken""#), 0)
-            .await
-            .unwrap()
-        else {
-            panic!("a streaming function streams")
-        };
-        let mut chunks = Vec::new();
-        let done = loop {
-            match rx.recv().await.unwrap() {
-                Piece::Chunk(c) => chunks.push(c),
-                Piece::End(done) => break done,
-            }
-        };
+        let (_, rx) = streaming(&pool, r#""stream broken""#, 0).await;
+        let (chunks, done) = rest(rx).await;
         assert_eq!(chunks, ["first", "second"]);
         let doc = error_doc(&done.outcome);
         assert_eq!(doc["errorType"], "Bash.Broken");
         assert_eq!(doc["errorMessage"], "half way");
 
         // The timeout still holds while the function streams.
-        let InvokeStream::Stream { mut rx, .. } = pool
-            .invoke_streaming(event(r#""stream stall""#), 0)
-            .await
-            .unwrap()
-        else {
-            panic!("a streaming function streams")
-        };
-        assert!(matches!(rx.recv().await, Some(Piece::Chunk(_))));
-        let Some(Piece::End(done)) = rx.recv().await else {
-            panic!("the end")
-        };
+        let (_, rx) = streaming(&pool, r#""stream stall""#, 0).await;
+        let (chunks, done) = rest(rx).await;
+        assert_eq!(chunks, ["first"]);
         assert!(done.outcome.is_timeout(), "{:?}", done.outcome);
         assert_eq!(pool.idle_workers(), 0, "a timed-out worker is not reused");
 
         // A process that dies mid-stream ends it as an exit, and is not reused.
-        let InvokeStream::Stream { mut rx, .. } = pool
-            .invoke_streaming(event(r#""stream die""#), 0)
-            .await
-            .unwrap()
-        else {
-            panic!("a streaming function streams")
-        };
-        assert!(matches!(rx.recv().await, Some(Piece::Chunk(_))));
-        let Some(Piece::End(done)) = rx.recv().await else {
-            panic!("the end")
-        };
-        assert!(
-            matches!(done.outcome, Outcome::Exited(_)),
-            "{:?}",
-            done.outcome
-        );
-        assert_eq!(
-            pool.idle_workers(),
-            0,
-            "a worker whose stream broke is not reused"
-        );
+        let (_, rx) = streaming(&pool, r#""stream die""#, 0).await;
+        let (chunks, done) = rest(rx).await;
+        assert_eq!(chunks, ["first"]);
+        let exited = matches!(done.outcome, Outcome::Exited(_));
+        assert!(exited, "{:?}", done.outcome);
+        let idle = pool.idle_workers();
+        assert_eq!(idle, 0, "a worker whose stream broke is not reused");
 
         // A function that answers whole is whole to a streaming caller too.
         let InvokeStream::Done(done) = pool.invoke_streaming(event("{}"), 0).await.unwrap() else {
