@@ -413,13 +413,11 @@ impl Lambda {
         let (function, payload, opts) = invoke_input(&input, limit)?;
         match kind {
             "DryRun" => {
-                let (name, q) = inner.resolve_name(&function, opts.qualifier.as_deref())?;
-                inner.pick_version(&name, q.as_deref())?;
+                inner.check_invocable(&function, opts.qualifier.as_deref())?;
                 Ok(json!({"StatusCode": 204}))
             }
             "Event" => {
-                let (name, q) = inner.resolve_name(&function, opts.qualifier.as_deref())?;
-                inner.pick_version(&name, q.as_deref())?;
+                inner.check_invocable(&function, opts.qualifier.as_deref())?;
                 // Durable before the 202: a crash after it runs the invocation at the next start.
                 let record = AsyncRecord {
                     function,
@@ -483,8 +481,7 @@ impl RestService for Lambda {
             let (function, payload, opts) = invoke_input(&input, MAX_SYNC_PAYLOAD)?;
             let inner = self.inner.clone();
             if str_of(&input, "InvocationType") == Some("DryRun") {
-                let (name, q) = inner.resolve_name(&function, opts.qualifier.as_deref())?;
-                inner.pick_version(&name, q.as_deref())?;
+                inner.check_invocable(&function, opts.qualifier.as_deref())?;
                 return Ok(StreamingOutput {
                     status: 204,
                     headers: Vec::new(),
@@ -1192,12 +1189,16 @@ impl Inner {
         Ok(json!({}))
     }
 
-    /// The version an invocation of `qualifier` runs: `$LATEST`, a version, or one of an
-    /// alias's versions chosen by its routing weights.
-    fn pick_version(&self, name: &str, qualifier: Option<&str>) -> Result<String, ApiError> {
-        self.with_doc(name, |doc| self.pick_version_in(doc, name, qualifier))?
+    /// Whether `function` (with `qualifier`) names a version that can be invoked: what
+    /// `DryRun` checks, and what an `Event` invocation checks before it is accepted.
+    fn check_invocable(&self, function: &str, qualifier: Option<&str>) -> Result<(), ApiError> {
+        let (name, q) = self.resolve_name(function, qualifier)?;
+        self.with_doc(&name, |doc| self.pick_version_in(doc, &name, q.as_deref()))?
+            .map(drop)
     }
 
+    /// The version an invocation of `qualifier` runs: `$LATEST`, a version, or one of an
+    /// alias's versions chosen by its routing weights.
     fn pick_version_in(
         &self,
         doc: &Value,
