@@ -451,27 +451,32 @@ impl DataPlane {
         // so that a slow upload holds no concurrency slot and does not count against the
         // function's timeout; a longer or unknown-length one streams into a `wasi:http`
         // component in a WASM group (any other function gets it read, at most 6 MB).
-        let wasm = tg.kind == "WASM";
         let small = http_body::Body::size_hint(req.body())
             .exact()
             .is_some_and(|n| n <= super::lambda::MAX_PAYLOAD as u64);
         let req: Request<Body> = req.map(|b| b.map_err(|e| -> BoxError { Box::new(e) }).boxed());
-        let req = if wasm && !small {
-            req
-        } else {
-            match super::lambda::read_body(req).await {
-                Ok((parts, body)) => Request::from_parts(parts, trellis_core::target::whole(body)),
-                Err(resp) => return resp,
-            }
+        // A component takes the request itself (the version is chosen there, once); any other
+        // function gives it back untouched, for the Lattice event.
+        let component = match tg.kind.as_str() {
+            "WASM" => self.targets.get(function),
+            _ => None,
         };
-        // A component takes the request itself; the version is chosen there, once, and any
-        // other function gives the request back for the Lattice event.
-        let input = match self.targets.get(function).filter(|_| wasm) {
+        let input = match component {
+            None => Input::read(req).await,
+            Some(target) if small => match super::lambda::read_body(req).await {
+                Ok((parts, body)) => {
+                    let req = Request::from_parts(parts, trellis_core::target::whole(body.clone()));
+                    match target.invoke_http_streaming(req) {
+                        Ok(answer) => Ok(Input::Http(answer)),
+                        Err(req) => Ok(Input::Event(Box::new(req.into_parts().0), body)),
+                    }
+                }
+                Err(resp) => Err(resp),
+            },
             Some(target) => match target.invoke_http_streaming(req) {
                 Ok(answer) => Ok(Input::Http(answer)),
                 Err(req) => Input::read(req).await,
             },
-            None => Input::read(req).await,
         };
         let input = match input {
             Ok(input) => input,
